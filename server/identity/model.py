@@ -1,0 +1,152 @@
+"""Identity's pure types and rules: users, sessions, tokens, Telegram signatures. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from server.kernel.errors import ERROR_DOMAIN
+from server.kernel.principal import Role
+
+DOMAIN = f"identity.{ERROR_DOMAIN}"
+SESSION_TOKEN_PREFIX = "sbs_"  # noqa: S105  (a prefix, not a secret)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: UUID
+    telegram_user_id: int | None
+    display_name: str
+    username: str
+    email: str | None
+    role: Role
+    create_time: datetime
+    last_login_time: datetime | None
+    delete_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramProfile:
+    telegram_user_id: int
+    display_name: str
+    username: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    """A session just created: the only moment its plain token exists."""
+
+    id: UUID
+    token: str
+    expire_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: UUID
+    user: User
+    expire_time: datetime
+    revoke_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    id: UUID
+    expire_time: datetime
+    user_id: UUID | None
+    confirm_time: datetime | None
+    claim_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    actor: str
+    action: str
+    target: str
+    create_time: datetime
+    request_id: str
+    attributes: dict[str, str]
+
+
+def hash_token(token: str) -> bytes:
+    """Tokens and codes are stored only as SHA-256 digests."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_session_token() -> str:
+    return SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_login_code() -> str:
+    return secrets.token_urlsafe(12)  # 16 url-safe characters
+
+
+def new_handshake_token() -> str:
+    return "sbh_" + secrets.token_urlsafe(32)
+
+
+def display_name_of(first_name: str, last_name: str, username: str, telegram_id: int) -> str:
+    name = " ".join(part for part in (first_name, last_name) if part).strip()
+    return name or username or f"telegram:{telegram_id}"
+
+
+def telegram_check_string(fields: dict[str, str]) -> str:
+    """Telegram's data-check-string: sorted ``key=value`` lines of every field but ``hash``."""
+    return "\n".join(f"{k}={fields[k]}" for k in sorted(fields) if k != "hash" and fields[k] != "")
+
+
+def telegram_widget_hash(fields: dict[str, str], bot_token: str) -> str:
+    secret_key = hashlib.sha256(bot_token.encode()).digest()
+    data = telegram_check_string(fields).encode()
+    return hmac.new(secret_key, data, hashlib.sha256).hexdigest()
+
+
+class TelegramSignatureError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def verify_telegram_widget(
+    fields: dict[str, str], bot_token: str, *, now: datetime, max_age: timedelta
+) -> None:
+    """Check a Login Widget payload per Telegram's documented algorithm.
+
+    Raises TelegramSignatureError with a reason: HASH_MISMATCH, AUTH_DATE_EXPIRED or
+    AUTH_DATE_IN_FUTURE. The comparison is constant-time.
+    """
+    expected = telegram_widget_hash(fields, bot_token)
+    if not hmac.compare_digest(expected, fields.get("hash", "")):
+        raise TelegramSignatureError(
+            "TELEGRAM_HASH_MISMATCH", "the Telegram login data is not signed correctly"
+        )
+    auth_date = int(fields["auth_date"])
+    age = now.timestamp() - auth_date
+    if age > max_age.total_seconds():
+        raise TelegramSignatureError(
+            "TELEGRAM_AUTH_DATE_EXPIRED", "the Telegram login data is too old"
+        )
+    # A little clock skew is tolerated; anything beyond is forged or from a broken clock.
+    if age < -60:
+        raise TelegramSignatureError(
+            "TELEGRAM_AUTH_DATE_IN_FUTURE", "the Telegram login data is dated in the future"
+        )
+
+
+def role_for_login(
+    current: Role, telegram_user_id: int | None, super_admin_ids: frozenset[int]
+) -> Role:
+    """Configured super admins are super admins; nobody else is raised by logging in."""
+    if telegram_user_id is not None and telegram_user_id in super_admin_ids:
+        return Role.SUPER_ADMIN
+    return current
+
+
+def session_expiry(now: datetime, ttl_s: int) -> datetime:
+    return now + timedelta(seconds=ttl_s)

@@ -1,0 +1,325 @@
+"""Identity's SQL, explicit, over asyncpg."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from server.identity.model import AuditEvent, Handshake, SessionRecord, User
+from server.kernel.principal import Role
+
+_USER_COLUMNS = (
+    "id, telegram_user_id, display_name, username, email, role, create_time, "
+    "last_login_time, delete_time"
+)
+
+
+def _user(row: asyncpg.Record, prefix: str = "") -> User:
+    return User(
+        id=row[f"{prefix}id"],
+        telegram_user_id=row[f"{prefix}telegram_user_id"],
+        display_name=row[f"{prefix}display_name"],
+        username=row[f"{prefix}username"],
+        email=row[f"{prefix}email"],
+        role=Role(row[f"{prefix}role"]),
+        create_time=row[f"{prefix}create_time"],
+        last_login_time=row[f"{prefix}last_login_time"],
+        delete_time=row[f"{prefix}delete_time"],
+    )
+
+
+class IdentityRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # --- users ---------------------------------------------------------------------------
+
+    async def upsert_telegram_user(
+        self,
+        telegram_user_id: int,
+        display_name: str,
+        username: str,
+        *,
+        super_admin: bool,
+        login_time: datetime | None,
+    ) -> User:
+        """Create the user on first sight, refresh the profile otherwise (one statement)."""
+        row = await self._pool.fetchrow(
+            f"""
+            INSERT INTO identity_users AS u
+                (telegram_user_id, display_name, username, role, last_login_time)
+            VALUES ($1, $2, $3, CASE WHEN $4 THEN 'super_admin' ELSE 'user' END, $5)
+            ON CONFLICT (telegram_user_id) DO UPDATE SET
+                display_name = CASE WHEN EXCLUDED.display_name <> ''
+                                    THEN EXCLUDED.display_name ELSE u.display_name END,
+                username = CASE WHEN EXCLUDED.username <> ''
+                                THEN EXCLUDED.username ELSE u.username END,
+                role = CASE WHEN $4 THEN 'super_admin' ELSE u.role END,
+                last_login_time = COALESCE(EXCLUDED.last_login_time, u.last_login_time)
+            RETURNING {_USER_COLUMNS}
+            """,
+            telegram_user_id,
+            display_name,
+            username,
+            super_admin,
+            login_time,
+        )
+        assert row is not None
+        return _user(row)
+
+    async def find_telegram_user(self, telegram_user_id: int) -> User | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM identity_users WHERE telegram_user_id = $1",
+            telegram_user_id,
+        )
+        return _user(row) if row is not None else None
+
+    async def update_profile(self, user_id: UUID, display_name: str, username: str) -> User | None:
+        """Refresh the Telegram profile fields that are given (empty means unknown)."""
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE identity_users SET
+                display_name = CASE WHEN $2 <> '' THEN $2 ELSE display_name END,
+                username = CASE WHEN $3 <> '' THEN $3 ELSE username END
+            WHERE id = $1 AND delete_time IS NULL
+            RETURNING {_USER_COLUMNS}
+            """,
+            user_id,
+            display_name,
+            username,
+        )
+        return _user(row) if row is not None else None
+
+    async def get_user(self, user_id: UUID) -> User | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM identity_users WHERE id = $1", user_id
+        )
+        return _user(row) if row is not None else None
+
+    async def list_users(self, after: tuple[datetime, UUID] | None, limit: int) -> list[User]:
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_USER_COLUMNS} FROM identity_users
+            WHERE delete_time IS NULL
+              AND ($1::timestamptz IS NULL OR (create_time, id) > ($1, $2::uuid))
+            ORDER BY create_time, id
+            LIMIT $3
+            """,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+        return [_user(r) for r in rows]
+
+    async def set_role(self, user_id: UUID, role: Role, *, only_from: Role) -> User | None:
+        """Change the role only from the given one; returns the user either way (None if gone)."""
+        row = await self._pool.fetchrow(
+            f"""
+            WITH changed AS (
+                UPDATE identity_users SET role = $2
+                WHERE id = $1 AND role = $3 AND delete_time IS NULL
+                RETURNING {_USER_COLUMNS}
+            )
+            SELECT {_USER_COLUMNS} FROM changed
+            UNION ALL
+            SELECT {_USER_COLUMNS} FROM identity_users
+            WHERE id = $1 AND delete_time IS NULL AND NOT EXISTS (SELECT 1 FROM changed)
+            """,
+            user_id,
+            role.value,
+            only_from.value,
+        )
+        return _user(row) if row is not None else None
+
+    async def soft_delete_user(self, user_id: UUID) -> bool:
+        async with self._pool.acquire() as connection, connection.transaction():
+            deleted = await connection.fetchval(
+                """
+                UPDATE identity_users SET delete_time = now()
+                WHERE id = $1 AND delete_time IS NULL RETURNING id
+                """,
+                user_id,
+            )
+            if deleted is None:
+                return False
+            await connection.execute(
+                """
+                UPDATE identity_sessions SET revoke_time = now()
+                WHERE user_id = $1 AND revoke_time IS NULL
+                """,
+                user_id,
+            )
+            return True
+
+    # --- sessions ------------------------------------------------------------------------
+
+    async def create_session(self, user_id: UUID, token_hash: bytes, expire_time: datetime) -> UUID:
+        session_id: UUID = await self._pool.fetchval(
+            """
+            INSERT INTO identity_sessions (user_id, token_hash, expire_time)
+            VALUES ($1, $2, $3) RETURNING id
+            """,
+            user_id,
+            token_hash,
+            expire_time,
+        )
+        return session_id
+
+    async def find_session(self, token_hash: bytes) -> SessionRecord | None:
+        row = await self._pool.fetchrow(
+            """
+            SELECT s.id AS session_id, s.expire_time AS session_expire_time,
+                   s.revoke_time AS session_revoke_time,
+                   u.id, u.telegram_user_id, u.display_name, u.username, u.email, u.role,
+                   u.create_time, u.last_login_time, u.delete_time
+            FROM identity_sessions s JOIN identity_users u ON u.id = s.user_id
+            WHERE s.token_hash = $1
+            """,
+            token_hash,
+        )
+        if row is None:
+            return None
+        return SessionRecord(
+            id=row["session_id"],
+            user=_user(row),
+            expire_time=row["session_expire_time"],
+            revoke_time=row["session_revoke_time"],
+        )
+
+    async def revoke_session(self, session_id: UUID) -> None:
+        await self._pool.execute(
+            "UPDATE identity_sessions SET revoke_time = now() WHERE id = $1 AND revoke_time IS NULL",
+            session_id,
+        )
+
+    # --- bot login handshakes ------------------------------------------------------------
+
+    async def create_handshake(
+        self, code_hash: bytes, handshake_token_hash: bytes, expire_time: datetime
+    ) -> None:
+        await self._pool.execute(
+            """
+            INSERT INTO identity_login_handshakes (code_hash, handshake_token_hash, expire_time)
+            VALUES ($1, $2, $3)
+            """,
+            code_hash,
+            handshake_token_hash,
+            expire_time,
+        )
+
+    async def confirm_handshake(self, code_hash: bytes, user_id: UUID) -> bool:
+        """Bind a pending, unexpired handshake to a user; False if there is none."""
+        confirmed = await self._pool.fetchval(
+            """
+            UPDATE identity_login_handshakes SET user_id = $2, confirm_time = now()
+            WHERE code_hash = $1 AND confirm_time IS NULL AND expire_time > now()
+            RETURNING id
+            """,
+            code_hash,
+            user_id,
+        )
+        return confirmed is not None
+
+    async def find_handshake(self, handshake_token_hash: bytes) -> Handshake | None:
+        row = await self._pool.fetchrow(
+            """
+            SELECT id, expire_time, user_id, confirm_time, claim_time
+            FROM identity_login_handshakes WHERE handshake_token_hash = $1
+            """,
+            handshake_token_hash,
+        )
+        if row is None:
+            return None
+        return Handshake(**dict(row))
+
+    async def claim_handshake(
+        self, handshake_id: UUID, token_hash: bytes, expire_time: datetime
+    ) -> tuple[User, UUID] | None:
+        """Hand out the session of a confirmed handshake exactly once (one transaction)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            user_id = await connection.fetchval(
+                """
+                UPDATE identity_login_handshakes SET claim_time = now()
+                WHERE id = $1 AND confirm_time IS NOT NULL AND claim_time IS NULL
+                RETURNING user_id
+                """,
+                handshake_id,
+            )
+            if user_id is None:
+                return None
+            row = await connection.fetchrow(
+                f"""
+                UPDATE identity_users SET last_login_time = now()
+                WHERE id = $1 AND delete_time IS NULL RETURNING {_USER_COLUMNS}
+                """,
+                user_id,
+            )
+            if row is None:
+                return None
+            session_id = await connection.fetchval(
+                """
+                INSERT INTO identity_sessions (user_id, token_hash, expire_time)
+                VALUES ($1, $2, $3) RETURNING id
+                """,
+                user_id,
+                token_hash,
+                expire_time,
+            )
+            return _user(row), session_id
+
+    # --- audit ---------------------------------------------------------------------------
+
+    async def add_audit_event(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        request_id: str,
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        await self._pool.execute(
+            """
+            INSERT INTO identity_audit_events (actor, action, target, request_id, attributes)
+            VALUES ($1, $2, $3, $4, $5::jsonb)
+            """,
+            actor,
+            action,
+            target,
+            request_id,
+            json.dumps(attributes or {}),
+        )
+
+    async def list_audit_events(
+        self, before_id: int | None, action: str | None, limit: int
+    ) -> list[AuditEvent]:
+        rows = await self._pool.fetch(
+            """
+            SELECT id, actor, action, target, create_time, request_id, attributes::text
+            FROM identity_audit_events
+            WHERE ($1::bigint IS NULL OR id < $1) AND ($2::text IS NULL OR action = $2)
+            ORDER BY id DESC
+            LIMIT $3
+            """,
+            before_id,
+            action,
+            limit,
+        )
+        return [_audit(r) for r in rows]
+
+
+def _audit(row: asyncpg.Record) -> AuditEvent:
+    attributes: dict[str, Any] = json.loads(row["attributes"])
+    return AuditEvent(
+        id=row["id"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        create_time=row["create_time"],
+        request_id=row["request_id"],
+        attributes={k: str(v) for k, v in attributes.items()},
+    )
