@@ -34,7 +34,7 @@ from server.kernel.errors import (
     internal_status,
     to_rpc_status,
 )
-from server.kernel.methods import MethodInfo, MethodRegistry
+from server.kernel.methods import INFRASTRUCTURE_SERVICES, MethodInfo, MethodRegistry
 from server.kernel.principal import Principal
 from server.kernel.ratelimit import RateLimiter
 from server.kernel.validation import validate
@@ -179,8 +179,10 @@ class Pipeline(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        # Client and bidi streaming are not used by our contracts yet: refuse rather than
-        # let them bypass the checks.
+        # Client and bidi streaming: only server reflection (public infrastructure) uses them;
+        # our contracts do not yet, so refuse those rather than let them bypass the checks.
+        if method.service in INFRASTRUCTURE_SERVICES:
+            return handler
         return self._refuse_streaming_requests(method, handler)
 
     def _refuse_streaming_requests(self, method: MethodInfo, handler: Handler) -> Handler:

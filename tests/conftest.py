@@ -1,0 +1,69 @@
+"""Shared fixtures: one real platform (PostgreSQL, Redis, server) per test run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from server.devstack.processes import ServerProcess
+from tests.support.api import Api
+from tests.support.stack import Infra, Secrets, infra, migrate, server_env, start_server
+
+
+@dataclass
+class Platform:
+    infra: Infra
+    secrets: Secrets
+    pg_dsn: str
+    env: dict[str, str]
+    server: ServerProcess
+    log_path: Path
+
+    @property
+    def grpc_addr(self) -> str:
+        return self.server.grpc_addr
+
+    @property
+    def metrics_addr(self) -> str:
+        return self.env["SWITCHBOARD_METRICS_ADDR"]
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def stack_infra(workdir: Path) -> Iterator[Infra]:
+    with infra(workdir) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def secrets() -> Secrets:
+    return Secrets()
+
+
+@pytest.fixture(scope="session")
+def platform(stack_infra: Infra, secrets: Secrets, workdir: Path) -> Iterator[Platform]:
+    dsn = stack_infra.fresh_database("switchboard_test")
+    migrate(dsn, workdir / "migrate.log")
+    env = server_env(dsn, stack_infra.redis.url, secrets)
+    log_path = workdir / "server.log"
+    server = start_server(env, log_path)
+    try:
+        yield Platform(stack_infra, secrets, dsn, env, server, log_path)
+    finally:
+        server.terminate()
+
+
+@pytest.fixture
+async def api(platform: Platform) -> AsyncIterator[Api]:
+    async with grpc.aio.insecure_channel(
+        platform.grpc_addr, options=[("grpc.enable_http_proxy", 0)]
+    ) as channel:
+        yield Api(channel, platform.secrets)

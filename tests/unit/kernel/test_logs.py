@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from server.kernel.logs import JsonFormatter, RedactingFilter
+
+
+def test_json_logs_scrub_secrets_and_session_tokens() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter(["very-secret-bot-token"]))
+    logger = logging.getLogger("test.redaction")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    session = "sbs_" + "A" * 43
+    logger.info("got %s and %s", "very-secret-bot-token", session, extra={"detail": session})
+    try:
+        raise ValueError("boom very-secret-bot-token")
+    except ValueError:
+        logger.exception("failed")
+
+    text = stream.getvalue()
+    assert "very-secret-bot-token" not in text
+    assert session not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[0]["msg"] == "got [REDACTED] and [REDACTED]"
+    assert lines[0]["detail"] == "[REDACTED]"
+    assert "ValueError" in lines[1]["exc"]
