@@ -94,4 +94,5 @@ async def test_audit_events_page_newest_first(api: Api) -> None:
         metadata=boss.metadata,
     )
     ids = [int(e.id) for e in [*first.events, *second.events]]
-    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 4
+    assert ids == sorted(ids, reverse=True)
+    assert len(set(ids)) == 4

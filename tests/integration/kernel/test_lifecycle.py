@@ -60,7 +60,8 @@ def test_server_refuses_a_stale_schema(stack_infra: Infra, workdir: Path) -> Non
     assert result.returncode == 2
     err = result.stderr.decode().strip()
     assert err.count("\n") == 0, err
-    assert "schema" in err and "switchboard migrate" in err
+    assert "schema" in err
+    assert "switchboard migrate" in err
 
 
 def test_invalid_setting_stops_with_one_line(stack_infra: Infra) -> None:
@@ -96,7 +97,9 @@ async def test_sigterm_lets_an_in_flight_call_finish_and_ends_streams(
             stream = api.auth.WaitTelegramLogin(
                 pb.WaitTelegramLoginRequest(handshake_token=start.handshake_token)
             )
-            assert (await stream.read()).state == pb.HANDSHAKE_STATE_PENDING
+            first = await stream.read()
+            assert isinstance(first, pb.WaitTelegramLoginResponse)
+            assert first.state == pb.HANDSHAKE_STATE_PENDING
 
             blocker = await asyncpg.connect(dsn)
             tx = blocker.transaction()

@@ -71,7 +71,7 @@ async def channel(stack_infra: Infra) -> AsyncIterator[grpc.aio.Channel]:
     server = grpc.aio.server(
         interceptors=[Pipeline(MethodRegistry(contract_services()), Anonymous(), Audit(), limiter)]
     )
-    pb_grpc.add_AuthServiceServicer_to_server(Faulty(), server)
+    pb_grpc.add_AuthServiceServicer_to_server(Faulty(), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as chan:
@@ -99,7 +99,9 @@ async def test_unexpected_error_is_internal_with_request_id_and_no_leak(
     assert dict(error_info(error).metadata) == {"request_id": "rid-77"}
     # The traceback is logged, with the request id, for whoever operates the server.
     logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
-    assert logged and getattr(logged[0], "request_id", None) == "rid-77" and logged[0].exc_info
+    assert logged
+    assert getattr(logged[0], "request_id", None) == "rid-77"
+    assert logged[0].exc_info
 
 
 async def test_error_in_a_stream_after_messages_is_internal(channel: grpc.aio.Channel) -> None:
@@ -121,7 +123,8 @@ async def test_typed_error_keeps_reason(channel: grpc.aio.Channel) -> None:
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     info = error_info(caught.value)
-    assert info.reason == "NOTHING_HERE" and info.metadata["request_id"]
+    assert info.reason == "NOTHING_HERE"
+    assert info.metadata["request_id"]
 
 
 async def test_rate_limit_is_resource_exhausted_with_retry_info(channel: grpc.aio.Channel) -> None:
@@ -166,7 +169,7 @@ async def test_method_without_policy_is_refused(stack_infra: Infra) -> None:
     """A servicer for a service not in the registry has no policy: refused, never called."""
     audit = Audit()
     server = grpc.aio.server(interceptors=[Pipeline(MethodRegistry([]), Anonymous(), audit, None)])
-    pb_grpc.add_AuthServiceServicer_to_server(Faulty(), server)
+    pb_grpc.add_AuthServiceServicer_to_server(Faulty(), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -40,7 +40,8 @@ def test_missing_setting_is_one_clear_line(env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load()
     message = str(caught.value)
-    assert "pg_dsn" in message and "SWITCHBOARD_PG_DSN" in message
+    assert "pg_dsn" in message
+    assert "SWITCHBOARD_PG_DSN" in message
     assert "\n" not in message
 
 

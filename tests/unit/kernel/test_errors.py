@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from google.rpc import code_pb2, error_details_pb2
 
 from server.kernel import paging
@@ -58,9 +59,6 @@ def test_page_tokens_round_trip_and_reject_garbage() -> None:
     assert paging.decode(token) == {"b": 42}
     assert paging.decode("") is None
     for garbage in ("%%%", "bm90IGpzb24", paging.encode({"b": 1})[:-3] + "!!"):
-        try:
+        with pytest.raises(InvalidArgument) as caught:
             paging.decode(garbage)
-        except InvalidArgument as exc:
-            assert exc.violations[0].field == "page_token"
-        else:
-            raise AssertionError(f"{garbage!r} accepted")
+        assert caught.value.violations[0].field == "page_token"
