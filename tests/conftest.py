@@ -11,6 +11,7 @@ import pytest
 
 from server.devstack.processes import ServerProcess
 from tests.support.api import Api
+from tests.support.leaks import leaked
 from tests.support.stack import Infra, Secrets, infra, migrate, server_env, start_server
 
 
@@ -32,9 +33,15 @@ class Platform:
         return self.env["SWITCHBOARD_METRICS_ADDR"]
 
 
+# What the end-of-session secret scan needs (set by the fixtures below).
+_RUN: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("stack")
+    path = tmp_path_factory.mktemp("stack")
+    _RUN["workdir"] = path
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +52,21 @@ def stack_infra(workdir: Path) -> Iterator[Infra]:
 
 @pytest.fixture(scope="session")
 def secrets() -> Secrets:
-    return Secrets()
+    value = Secrets()
+    _RUN["secrets"] = value
+    return value
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every test: no token or secret of this run may appear in any log it wrote."""
+    workdir, run_secrets = _RUN.get("workdir"), _RUN.get("secrets")
+    if not isinstance(workdir, Path) or not isinstance(run_secrets, Secrets):
+        return
+    found = leaked(run_secrets.all(), workdir)
+    if found:
+        for path, prefix in found:
+            print(f"SECRET LEAK: {prefix} in {path}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
