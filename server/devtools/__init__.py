@@ -1,0 +1,1 @@
+"""Build-time developer tools run by the Makefile (never imported by the running server)."""
