@@ -200,9 +200,16 @@ def test_busy_port_fails_fast(tmp_path: Path) -> None:
         sock.bind((host, int(port)))
         sock.listen()
         stack = DevStack(settings, server_cmd=FAKE_SERVER, migrate_cmd=FAKE_SERVER)
-        with pytest.raises(StackError, match=rf"gRPC {settings.grpc_addr}"):
-            stack.start()
-    assert stack.pg is None  # nothing was started
+        try:
+            with pytest.raises(StackError, match=rf"gRPC {settings.grpc_addr}"):
+                stack.start()
+            assert stack.pg is None  # nothing was started
+            # One `switchboard dev` per data directory.
+            other = DevStack(settings, server_cmd=FAKE_SERVER, migrate_cmd=FAKE_SERVER)
+            with pytest.raises(StackError, match="another `switchboard dev` is running"):
+                other.start()
+        finally:
+            stack.stop()
 
 
 def _start_dev(
@@ -228,7 +235,7 @@ def _start_dev(
     return proc, out
 
 
-def test_run_dev_signal_and_child_death(tmp_path: Path) -> None:
+def _dev_env() -> tuple[dict[str, str], int, int]:
     pg_port, redis_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -239,6 +246,17 @@ def test_run_dev_signal_and_child_death(tmp_path: Path) -> None:
     }
     env.pop("SWITCHBOARD_PG_DSN", None)
     env.pop("SWITCHBOARD_REDIS_URL", None)
+    return env, pg_port, redis_port
+
+
+def _server_pid(out: Path) -> int:
+    match = re.search(r"server pid (\d+)", out.read_text())
+    assert match is not None
+    return int(match.group(1))
+
+
+def test_run_dev_signal_and_child_death(tmp_path: Path) -> None:
+    env, pg_port, redis_port = _dev_env()
 
     # SIGTERM: orderly stop, exit 0.
     proc, out = _start_dev(tmp_path, env, "first")
@@ -254,9 +272,24 @@ def test_run_dev_signal_and_child_death(tmp_path: Path) -> None:
 
     # Same data directory again; the server dies on its own: everything stops, exit 1.
     proc, out = _start_dev(tmp_path, env, "second")
-    match = re.search(r"server pid (\d+)", out.read_text())
-    assert match is not None
-    os.kill(int(match.group(1)), signal.SIGKILL)
+    os.kill(_server_pid(out), signal.SIGKILL)
     assert proc.wait(timeout=60) == 1, out.read_text()
     assert "server exited with -9" in out.read_text()
+    assert not can_connect("127.0.0.1", pg_port)
+
+
+def test_run_dev_recovers_after_the_orchestrator_was_killed(tmp_path: Path) -> None:
+    env, pg_port, _redis_port = _dev_env()
+    proc, out = _start_dev(tmp_path, env, "killed")
+    server_pid = _server_pid(out)
+    proc.kill()  # SIGKILL: no cleanup; server, PostgreSQL and Redis live on
+    proc.wait()
+    assert can_connect("127.0.0.1", pg_port)
+    os.kill(server_pid, 0)
+
+    proc, out = _start_dev(tmp_path, env, "after")
+    assert f"stopping leftover server (pid {server_pid})" in out.read_text()
+    assert _server_pid(out) != server_pid
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, out.read_text()
     assert not can_connect("127.0.0.1", pg_port)
