@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 from switchboard.identity.v1 import identity_pb2 as pb
@@ -18,7 +19,7 @@ from tests.support.telegram import signed_widget_payload
 
 async def _login(
     http: httpx.AsyncClient, platform: Platform, telegram_id: int | None = None
-) -> dict:
+) -> dict[str, Any]:
     payload = signed_widget_payload(
         platform.secrets.login_bot_token,
         telegram_id or next_telegram_id(),
@@ -27,12 +28,12 @@ async def _login(
     )
     response = await http.post("/v1/auth/telegram/login", json=payload)
     assert response.status_code == 200, response.text
-    body = response.json()
+    body: dict[str, Any] = response.json()
     platform.secrets.issued.append(body["session"]["token"])
     return body
 
 
-def _auth(body: dict) -> dict[str, str]:
+def _auth(body: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {body['session']['token']}"}
 
 
@@ -130,7 +131,7 @@ async def test_handshake_wait_streams_ndjson(http: httpx.AsyncClient, platform: 
     start = await http.post("/v1/auth/telegram/handshakes", json={})
     assert start.status_code == 200
     handshake = start.json()
-    lines: list[dict] = []
+    lines: list[dict[str, Any]] = []
     async with http.stream(
         "POST",
         "/v1/auth/telegram/handshakes:wait",
