@@ -136,11 +136,12 @@ class IdentityRepository:
         return _user(row) if row is not None else None
 
     async def soft_delete_user(self, user_id: UUID) -> bool:
+        """Soft-delete and revoke every session; True also when already deleted (retry-safe)."""
         async with self._pool.acquire() as connection, connection.transaction():
             deleted = await connection.fetchval(
                 """
-                UPDATE identity_users SET delete_time = now()
-                WHERE id = $1 AND delete_time IS NULL RETURNING id
+                UPDATE identity_users SET delete_time = COALESCE(delete_time, now())
+                WHERE id = $1 RETURNING id
                 """,
                 user_id,
             )
@@ -212,11 +213,16 @@ class IdentityRepository:
         )
 
     async def confirm_handshake(self, code_hash: bytes, user_id: UUID) -> bool:
-        """Bind a pending, unexpired handshake to a user; False if there is none."""
+        """Bind an unexpired, unclaimed handshake to a user; False if there is none.
+
+        Confirming again for the same user succeeds without change, so a bot may retry.
+        """
         confirmed = await self._pool.fetchval(
             """
-            UPDATE identity_login_handshakes SET user_id = $2, confirm_time = now()
-            WHERE code_hash = $1 AND confirm_time IS NULL AND expire_time > now()
+            UPDATE identity_login_handshakes
+            SET user_id = $2, confirm_time = COALESCE(confirm_time, now())
+            WHERE code_hash = $1 AND expire_time > now() AND claim_time IS NULL
+              AND (confirm_time IS NULL OR user_id = $2)
             RETURNING id
             """,
             code_hash,

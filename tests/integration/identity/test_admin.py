@@ -75,9 +75,12 @@ async def test_delete_user_revokes_sessions_and_hides_the_user(api: Api) -> None
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await api.login(victim.user.telegram_user_id)
     assert error_info(caught.value).reason == "USER_DELETED"
+    # A retried delete succeeds again; an unknown user is NOT_FOUND.
+    await api.admin.DeleteUser(pb.DeleteUserRequest(user_id=victim.user.id), metadata=boss.metadata)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await api.admin.DeleteUser(
-            pb.DeleteUserRequest(user_id=victim.user.id), metadata=boss.metadata
+            pb.DeleteUserRequest(user_id="00000000-0000-4000-8000-000000000000"),
+            metadata=boss.metadata,
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 

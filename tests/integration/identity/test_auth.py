@@ -162,6 +162,16 @@ async def test_bot_handshake_hands_out_one_session(api: Api, platform: Platform)
         metadata=bot,
     )
     assert confirmed.user.telegram_user_id == telegram_id
+    # The bot may retry its confirmation; another user may not take the code over.
+    await api.auth.ConfirmTelegramLogin(
+        pb.ConfirmTelegramLoginRequest(code=start.code), metadata=bot
+    )
+    other = api.service(platform.secrets.login_bot_service_token, act_as=next_telegram_id())
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await api.auth.ConfirmTelegramLogin(
+            pb.ConfirmTelegramLoginRequest(code=start.code), metadata=other
+        )
+    assert taken.value.code() == grpc.StatusCode.NOT_FOUND
 
     states = [first.state]
     session_token = ""

@@ -104,7 +104,8 @@ class AuthServiceServicer:
 
     def ConfirmTelegramLogin(self, request, context):
         """Called by the login bot, acting as the Telegram user who opened the deep
-        link, to confirm the handshake for that user.
+        link, to confirm the handshake for that user. Confirming again for the same
+        user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -424,6 +425,7 @@ class AdminServiceServicer:
 
     def DeleteUser(self, request, context):
         """Soft-deletes a user and revokes their sessions. Super admins only.
+        Deleting a deleted user succeeds again (safe to retry); an unknown id is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,7 +49,8 @@ class AuthServiceStub:
     """
     ConfirmTelegramLogin: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ConfirmTelegramLoginRequest, _identity_pb2.ConfirmTelegramLoginResponse]
     """Called by the login bot, acting as the Telegram user who opened the deep
-    link, to confirm the handshake for that user.
+    link, to confirm the handshake for that user. Confirming again for the same
+    user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
     """
     DevLogin: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DevLoginRequest, _identity_pb2.DevLoginResponse]
     """Dev environment only: a session for a Telegram id and name, no Telegram."""
@@ -79,7 +80,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     ConfirmTelegramLogin: _aio.UnaryUnaryMultiCallable[_identity_pb2.ConfirmTelegramLoginRequest, _identity_pb2.ConfirmTelegramLoginResponse]  # type: ignore[assignment]
     """Called by the login bot, acting as the Telegram user who opened the deep
-    link, to confirm the handshake for that user.
+    link, to confirm the handshake for that user. Confirming again for the same
+    user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
     """
     DevLogin: _aio.UnaryUnaryMultiCallable[_identity_pb2.DevLoginRequest, _identity_pb2.DevLoginResponse]  # type: ignore[assignment]
     """Dev environment only: a session for a Telegram id and name, no Telegram."""
@@ -130,7 +132,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ConfirmTelegramLoginResponse, _abc.Awaitable[_identity_pb2.ConfirmTelegramLoginResponse]]:
         """Called by the login bot, acting as the Telegram user who opened the deep
-        link, to confirm the handshake for that user.
+        link, to confirm the handshake for that user. Confirming again for the same
+        user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -171,7 +174,9 @@ class AdminServiceStub:
     PromoteUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.PromoteUserRequest, _identity_pb2.PromoteUserResponse]
     """Makes a user an admin. Super admins only; promoting an admin again is a no-op."""
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DeleteUserRequest, _identity_pb2.DeleteUserResponse]
-    """Soft-deletes a user and revokes their sessions. Super admins only."""
+    """Soft-deletes a user and revokes their sessions. Super admins only.
+    Deleting a deleted user succeeds again (safe to retry); an unknown id is NOT_FOUND.
+    """
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListAuditEventsRequest, _identity_pb2.ListAuditEventsResponse]
     """Security events, newest first. Admins and super admins."""
 
@@ -185,7 +190,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     PromoteUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.PromoteUserRequest, _identity_pb2.PromoteUserResponse]  # type: ignore[assignment]
     """Makes a user an admin. Super admins only; promoting an admin again is a no-op."""
     DeleteUser: _aio.UnaryUnaryMultiCallable[_identity_pb2.DeleteUserRequest, _identity_pb2.DeleteUserResponse]  # type: ignore[assignment]
-    """Soft-deletes a user and revokes their sessions. Super admins only."""
+    """Soft-deletes a user and revokes their sessions. Super admins only.
+    Deleting a deleted user succeeds again (safe to retry); an unknown id is NOT_FOUND.
+    """
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListAuditEventsRequest, _identity_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Security events, newest first. Admins and super admins."""
 
@@ -214,7 +221,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.DeleteUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.DeleteUserResponse, _abc.Awaitable[_identity_pb2.DeleteUserResponse]]:
-        """Soft-deletes a user and revokes their sessions. Super admins only."""
+        """Soft-deletes a user and revokes their sessions. Super admins only.
+        Deleting a deleted user succeeds again (safe to retry); an unknown id is NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListAuditEvents(

@@ -717,7 +717,8 @@ export const AuthService: GenService<{
   },
   /**
    * Called by the login bot, acting as the Telegram user who opened the deep
-   * link, to confirm the handshake for that user.
+   * link, to confirm the handshake for that user. Confirming again for the same
+   * user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
    *
    * @generated from rpc switchboard.identity.v1.AuthService.ConfirmTelegramLogin
    */
@@ -787,6 +788,7 @@ export const AdminService: GenService<{
   },
   /**
    * Soft-deletes a user and revokes their sessions. Super admins only.
+   * Deleting a deleted user succeeds again (safe to retry); an unknown id is NOT_FOUND.
    *
    * @generated from rpc switchboard.identity.v1.AdminService.DeleteUser
    */
