@@ -22,6 +22,7 @@ from server.identity.api import AdminApi, AuthApi
 from server.identity.repository import IdentityRepository
 from server.identity.service import IdentityConfig, IdentityService
 from server.kernel import logs, metrics
+from server.kernel.broadcast import Broadcast
 from server.kernel.health import HealthMonitor
 from server.kernel.methods import MethodRegistry, contract_services
 from server.kernel.pipeline import Pipeline
@@ -64,6 +65,7 @@ def identity_config(settings: Settings) -> IdentityConfig:
             name: frozenset(p.scopes) for name, p in settings.service_principals.items()
         },
         service_tokens=settings.service_tokens(),
+        session_cache_ttl_s=settings.session_cache_ttl_s,
     )
 
 
@@ -91,9 +93,14 @@ async def serve(settings: Settings) -> None:
     pool, redis = await _connect(settings)
     stopping = asyncio.Event()
 
+    invalidations = Broadcast(redis, "sb:identity:invalidate")
     identity = IdentityService(
-        IdentityRepository(pool), identity_config(settings), stopping=stopping
+        IdentityRepository(pool),
+        identity_config(settings),
+        stopping=stopping,
+        publish=invalidations.publish,
     )
+    background = [asyncio.create_task(invalidations.listen(identity.apply_invalidation))]
     domains = [
         Domain(
             name="identity",
@@ -162,7 +169,7 @@ async def serve(settings: Settings) -> None:
     except OSError as exc:
         raise StartupError(f"cannot serve metrics on {settings.metrics_addr}: {exc}") from None
     await server.start()
-    monitor_task = asyncio.create_task(monitor.run())
+    background.append(asyncio.create_task(monitor.run()))
     log.info(
         "serving",
         extra={
@@ -181,7 +188,8 @@ async def serve(settings: Settings) -> None:
 
     log.info("shutting down", extra={"grace_s": settings.shutdown_grace_s})
     await monitor.shutdown()
-    monitor_task.cancel()
+    for task in background:
+        task.cancel()
     stopping.set()  # streams end promptly; unary calls in flight get the grace period
     await server.stop(settings.shutdown_grace_s)
     await redis.aclose()

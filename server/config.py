@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     login_bot_username: str = "switchboard_login_bot"
     telegram_auth_max_age_s: int = Field(default=86_400, gt=0)
     session_ttl_s: int = Field(default=30 * 86_400, gt=0)
+    # How long a replica may trust a session it has seen without asking PostgreSQL again.
+    # Logout, promotion and deletion evict it on every replica at once (Redis pub/sub); the
+    # TTL only bounds staleness when such a message is lost. 0 disables the cache.
+    session_cache_ttl_s: float = Field(default=5.0, ge=0)
     handshake_ttl_s: int = Field(default=300, gt=0)
     handshake_heartbeat_s: float = Field(default=10.0, gt=0)
     super_admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)

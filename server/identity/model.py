@@ -150,3 +150,62 @@ def role_for_login(
 
 def session_expiry(now: datetime, ttl_s: int) -> datetime:
     return now + timedelta(seconds=ttl_s)
+
+
+class SessionCache:
+    """Recently seen sessions by token digest, so most calls skip the database.
+
+    Entries live ``ttl_s`` seconds at most. Whatever changes a session or its user (logout,
+    promotion, deletion) evicts it here and, through the service, on every other replica; the
+    TTL bounds staleness if such a message is lost. Only valid sessions are cached.
+    """
+
+    def __init__(self, ttl_s: float, *, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._by_digest: dict[bytes, tuple[float, SessionRecord]] = {}
+        self._digest_of: dict[UUID, bytes] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._ttl > 0
+
+    def get(self, digest: bytes, now: float) -> SessionRecord | None:
+        entry = self._by_digest.get(digest)
+        if entry is None:
+            return None
+        if now - entry[0] > self._ttl:
+            self._drop(digest)
+            return None
+        return entry[1]
+
+    def session(self, session_id: UUID, now: float) -> SessionRecord | None:
+        digest = self._digest_of.get(session_id)
+        return self.get(digest, now) if digest is not None else None
+
+    def put(self, digest: bytes, record: SessionRecord, now: float) -> None:
+        if not self.enabled:
+            return
+        if digest not in self._by_digest and len(self._by_digest) >= self._max:
+            # Drop the oldest insertion (dicts keep insertion order): cheap and good enough.
+            self._drop(next(iter(self._by_digest)))
+        self._by_digest[digest] = (now, record)
+        self._digest_of[record.id] = digest
+
+    def evict_session(self, session_id: UUID) -> None:
+        digest = self._digest_of.get(session_id)
+        if digest is not None:
+            self._drop(digest)
+
+    def evict_user(self, user_id: UUID) -> None:
+        """Rare (promotion, deletion): a scan is fine."""
+        for digest in [d for d, (_, r) in self._by_digest.items() if r.user.id == user_id]:
+            self._drop(digest)
+
+    def _drop(self, digest: bytes) -> None:
+        entry = self._by_digest.pop(digest, None)
+        if entry is not None:
+            self._digest_of.pop(entry[1].id, None)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)

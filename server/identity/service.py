@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -13,7 +14,7 @@ from uuid import UUID
 from pydantic import SecretStr
 
 from server.identity import model
-from server.identity.model import IssuedSession, User
+from server.identity.model import IssuedSession, SessionCache, User
 from server.identity.repository import IdentityRepository
 from server.kernel import paging
 from server.kernel.errors import (
@@ -50,6 +51,7 @@ class IdentityConfig:
     dev_login_enabled: bool
     service_principals: dict[str, frozenset[str]]  # name -> scopes
     service_tokens: dict[str, SecretStr]  # name -> token (hashed at construction)
+    session_cache_ttl_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +73,14 @@ class IdentityService:
         *,
         stopping: asyncio.Event | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        publish: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._repo = repo
         self._config = config
         self._clock = clock
         self._stopping = stopping or asyncio.Event()
+        self._cache = SessionCache(config.session_cache_ttl_s)
+        self._publish = publish
         # Service tokens are kept only as SHA-256 digests.
         self._services: dict[bytes, ServicePrincipal] = {
             model.hash_token(token.get_secret_value()): ServicePrincipal(
@@ -110,12 +115,19 @@ class IdentityService:
             raise PermissionDenied(
                 "ACT_AS_NOT_ALLOWED", "only service principals may act as a user", domain=D
             )
-        record = await self._repo.find_session(digest)
-        now = self._clock()
+        record = self._cache.get(digest, time.monotonic())
+        if record is None:
+            record = await self._repo.find_session(digest)
+            if (
+                record is not None
+                and record.revoke_time is None
+                and record.user.delete_time is None
+            ):
+                self._cache.put(digest, record, time.monotonic())
         if (
             record is None
             or record.revoke_time is not None
-            or record.expire_time <= now
+            or record.expire_time <= self._clock()
             or record.user.delete_time is not None
         ):
             raise Unauthenticated(
@@ -152,6 +164,29 @@ class IdentityService:
         if user.delete_time is not None:
             raise PermissionDenied("USER_DELETED", "this user has been deleted", domain=D)
         return UserPrincipal(user_id=user.id, role=user.role)
+
+    # --- cached sessions, kept coherent across replicas ------------------------------------
+
+    async def _invalidate(
+        self, *, user_id: UUID | None = None, session_id: UUID | None = None
+    ) -> None:
+        message = f"user:{user_id}" if user_id is not None else f"session:{session_id}"
+        self.apply_invalidation(message)
+        if self._publish is not None:
+            await self._publish(message)
+
+    def apply_invalidation(self, message: str) -> None:
+        """Forget what a replica (this one or another) changed: "user:<id>" or "session:<id>"."""
+        kind, _, raw = message.partition(":")
+        try:
+            value = UUID(raw)
+        except ValueError:
+            log.warning("ignoring malformed invalidation", extra={"kind": kind})
+            return
+        if kind == "user":
+            self._cache.evict_user(value)
+        elif kind == "session":
+            self._cache.evict_session(value)
 
     # --- audit (the kernel's AuditSink) ---------------------------------------------------
 
@@ -249,6 +284,7 @@ class IdentityService:
         )
         if user.delete_time is not None:
             raise PermissionDenied("USER_DELETED", "this user has been deleted", domain=D)
+        await self._invalidate(user_id=user.id)  # the profile may have changed
         return user
 
     async def _issue_session(self, user_id: UUID) -> IssuedSession:
@@ -261,6 +297,7 @@ class IdentityService:
         if principal.user is None or principal.user.session_id is None:
             raise FailedPrecondition("NOT_A_SESSION", "only a session can log out", domain=D)
         await self._repo.revoke_session(principal.user.session_id)
+        await self._invalidate(session_id=principal.user.session_id)
         await self.record(
             actor=principal.label(),
             action="auth.logout",
@@ -292,6 +329,7 @@ class IdentityService:
         user = await self._repo.update_profile(principal.user.user_id, display_name, username)
         if user is None:
             raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
+        await self._invalidate(user_id=user.id)  # the profile may have changed
         if not await self._repo.confirm_handshake(model.hash_token(code), user.id):
             raise NotFound(
                 "HANDSHAKE_NOT_FOUND", "the login code is unknown, used or expired", domain=D
@@ -355,6 +393,10 @@ class IdentityService:
     async def get_me(self, principal: Principal) -> User:
         if principal.user is None:
             raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
+        if principal.user.session_id is not None:
+            cached = self._cache.session(principal.user.session_id, time.monotonic())
+            if cached is not None:
+                return cached.user
         user = await self._repo.get_user(principal.user.user_id)
         if user is None or user.delete_time is not None:
             raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
@@ -382,6 +424,7 @@ class IdentityService:
         user = await self._repo.set_role(target, Role.ADMIN, only_from=Role.USER)
         if user is None:
             raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
+        await self._invalidate(user_id=user.id)
         await self.record(
             actor=principal.label(),
             action="user.promote",
@@ -397,6 +440,7 @@ class IdentityService:
             raise FailedPrecondition("CANNOT_DELETE_SELF", "you cannot delete yourself", domain=D)
         if not await self._repo.soft_delete_user(target):
             raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
+        await self._invalidate(user_id=target)
         await self.record(
             actor=principal.label(),
             action="user.delete",

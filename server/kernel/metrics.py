@@ -26,3 +26,19 @@ HANDLING_SECONDS = Histogram(
 def serve_metrics(host: str, port: int) -> None:
     """Start the scrape endpoint in a background thread (prometheus-client's own server)."""
     start_http_server(port, addr=host)
+
+
+class MethodMetrics:
+    """One RPC's metric children, resolved once (label lookups are costly on the hot path)."""
+
+    def __init__(self, grpc_type: str, service: str, method: str) -> None:
+        self._labels = (grpc_type, service, method)
+        self.started = STARTED.labels(*self._labels)
+        self.seconds = HANDLING_SECONDS.labels(*self._labels)
+        self._handled: dict[str, Counter] = {}
+
+    def handled(self, code: str) -> Counter:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = HANDLED.labels(*self._labels, code)
+        return child

@@ -137,9 +137,10 @@ class Pipeline(grpc.aio.ServerInterceptor):
     def _wrap(self, method: MethodInfo, handler: Handler) -> Handler:
         if handler.unary_unary is not None:
             inner_uu: Any = handler.unary_unary
+            unary_metrics = metrics.MethodMetrics("unary", method.service, method.name)
 
             async def unary_unary(request: Message, context: ServicerContext) -> Any:
-                call = self._start(method, context, "unary")
+                call = self._start(method, context, unary_metrics)
                 token = bind(call)
                 try:
                     await self._checks(method, call, request)
@@ -149,7 +150,7 @@ class Pipeline(grpc.aio.ServerInterceptor):
                     raise  # pragma: no cover  (_fail always raises)
                 finally:
                     unbind(token)
-                    self._finish(method, call, "unary")
+                    self._finish(call, unary_metrics)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary,
@@ -158,11 +159,12 @@ class Pipeline(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             inner_us: Any = handler.unary_stream
+            stream_metrics = metrics.MethodMetrics("server_stream", method.service, method.name)
 
             async def unary_stream(
                 request: Message, context: ServicerContext
             ) -> AsyncIterator[Any]:
-                call = self._start(method, context, "server_stream")
+                call = self._start(method, context, stream_metrics)
                 token = bind(call)
                 try:
                     await self._checks(method, call, request)
@@ -172,7 +174,7 @@ class Pipeline(grpc.aio.ServerInterceptor):
                     await self._fail(call, context, exc)
                 finally:
                     unbind(token)
-                    self._finish(method, call, "server_stream")
+                    self._finish(call, stream_metrics)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
@@ -195,11 +197,13 @@ class Pipeline(grpc.aio.ServerInterceptor):
 
     # --- stages --------------------------------------------------------------------------
 
-    def _start(self, method: MethodInfo, context: ServicerContext, kind: str) -> CallContext:
+    def _start(
+        self, method: MethodInfo, context: ServicerContext, observed: metrics.MethodMetrics
+    ) -> CallContext:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         request_id = _request_id(metadata)
         context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
-        metrics.STARTED.labels(kind, method.service, method.name).inc()
+        observed.started.inc()
         return CallContext(
             method=method.full_name,
             request_id=request_id,
@@ -259,11 +263,11 @@ class Pipeline(grpc.aio.ServerInterceptor):
             (*tuple(converted.trailing_metadata), (REQUEST_ID_HEADER, call.request_id)),
         )
 
-    def _finish(self, method: MethodInfo, call: CallContext, kind: str) -> None:
+    def _finish(self, call: CallContext, observed: metrics.MethodMetrics) -> None:
         elapsed = time.perf_counter() - call.started
         code = call.code.name
-        metrics.HANDLED.labels(kind, method.service, method.name, code).inc()
-        metrics.HANDLING_SECONDS.labels(kind, method.service, method.name).observe(elapsed)
+        observed.handled(code).inc()
+        observed.seconds.observe(elapsed)
         log.info(
             "rpc",
             extra={
