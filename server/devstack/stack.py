@@ -25,7 +25,6 @@ SWITCHBOARD_CORS_ORIGINS        comma-separated origins allowed by Envoy's CORS 
 from __future__ import annotations
 
 import argparse
-import importlib
 import ipaddress
 import os
 import signal
@@ -39,8 +38,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, TextIO, cast
+from typing import Any, Protocol, TextIO
 
+from gateway import envoy
+from gateway.openapi import write_openapi
 from server.devstack._util import (
     LOOPBACK,
     DirLock,
@@ -49,7 +50,6 @@ from server.devstack._util import (
     split_host_port,
     stop_child,
     stop_foreign_pid,
-    tail,
 )
 from server.devstack.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 from server.devstack.processes import (
@@ -183,31 +183,13 @@ class GatewayApi(Protocol):
 
 
 class GatewayPackage:
-    """:class:`GatewayApi` backed by ``gateway.envoy`` / ``python -m gateway.openapi``.
-
-    Imported lazily, so this module imports (and the embedded servers work) without the gateway.
-    """
-
-    @staticmethod
-    def _envoy() -> object:
-        try:
-            return importlib.import_module("gateway.envoy")
-        except ImportError as exc:
-            raise StackError(
-                f"gateway.envoy is not available ({exc}); run with --no-envoy to skip Envoy"
-            ) from exc
+    """:class:`GatewayApi` backed by the ``gateway`` package (the real Envoy)."""
 
     def build_openapi(self, image: Path, out: Path, log_path: Path) -> None:
-        cmd = [sys.executable, "-m", "gateway.openapi", "--image", str(image), "--out", str(out)]
-        with log_path.open("ab") as log:
-            result = subprocess.run(  # noqa: S603 # nosec B603
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False
-            )
-        if result.returncode != 0:
-            raise StackError(
-                f"OpenAPI generation failed ({result.returncode}); log {log_path}:\n"
-                f"{tail(log_path)}"
-            )
+        try:
+            write_openapi(image, out)
+        except (OSError, ValueError) as exc:
+            raise StackError(f"OpenAPI generation from {image} failed: {exc}") from exc
 
     def render_config(
         self,
@@ -222,35 +204,26 @@ class GatewayPackage:
         out_path: Path,
         cors_origins: list[str] | None,
     ) -> Path:
-        render = cast(Callable[..., Path], getattr(self._envoy(), "render_config"))  # noqa: B009
-        return Path(
-            render(
-                listen_host=listen_host,
-                listen_port=listen_port,
-                upstream_host=upstream_host,
-                upstream_port=upstream_port,
-                descriptor_path=descriptor_path,
-                openapi_path=openapi_path,
-                admin_port=admin_port,
-                out_path=out_path,
-                cors_origins=cors_origins,
-            )
+        return envoy.render_config(
+            listen_host=listen_host,
+            listen_port=listen_port,
+            upstream_host=upstream_host,
+            upstream_port=upstream_port,
+            descriptor_path=descriptor_path,
+            openapi_path=openapi_path,
+            admin_port=admin_port,
+            out_path=out_path,
+            cors_origins=cors_origins,
         )
 
     def start_envoy(self, config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
-        start = cast(
-            Callable[..., "subprocess.Popen[bytes]"],
-            getattr(self._envoy(), "start_envoy"),  # noqa: B009
-        )
-        return start(config_path, log_path)
+        return envoy.start_envoy(config_path, log_path)
 
     def wait_ready(self, admin_port: int, timeout: float) -> None:
-        wait = cast(Callable[..., None], getattr(self._envoy(), "wait_ready"))  # noqa: B009
-        wait(admin_port, timeout=timeout)
+        envoy.wait_ready(admin_port, timeout=timeout)
 
     def stop_envoy(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        stop = cast(Callable[..., None], getattr(self._envoy(), "stop_envoy"))  # noqa: B009
-        stop(proc, timeout)
+        envoy.stop_envoy(proc, timeout)
 
 
 # --- the stack -----------------------------------------------------------------------------------
