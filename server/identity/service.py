@@ -232,27 +232,17 @@ class IdentityService:
                 attributes={"reason": exc.reason, "method": "telegram_widget"},
             )
             raise Unauthenticated(exc.reason, exc.message, domain=D) from None
-        user = await self._login_user(
-            model.TelegramProfile(
-                telegram_user_id=telegram_user_id,
-                display_name=model.display_name_of(
-                    fields.get("first_name", ""),
-                    fields.get("last_name", ""),
-                    fields.get("username", ""),
-                    telegram_user_id,
-                ),
-                username=fields.get("username", ""),
-            )
+        profile = model.TelegramProfile(
+            telegram_user_id=telegram_user_id,
+            display_name=model.display_name_of(
+                fields.get("first_name", ""),
+                fields.get("last_name", ""),
+                fields.get("username", ""),
+                telegram_user_id,
+            ),
+            username=fields.get("username", ""),
         )
-        session = await self._issue_session(user.id)
-        await self.record(
-            actor=f"user:{user.id}",
-            action="auth.login",
-            target=f"user:{user.id}",
-            request_id=request_id,
-            attributes={"method": "telegram_widget"},
-        )
-        return user, session
+        return await self._log_in(profile, "telegram_widget", request_id)
 
     async def dev_login(
         self, telegram_user_id: int, display_name: str, request_id: str
@@ -261,20 +251,15 @@ class IdentityService:
             raise FailedPrecondition(
                 "DEV_LOGIN_DISABLED", "dev login is disabled on this server", domain=D
             )
-        user = await self._login_user(
-            model.TelegramProfile(telegram_user_id=telegram_user_id, display_name=display_name)
+        profile = model.TelegramProfile(
+            telegram_user_id=telegram_user_id, display_name=display_name
         )
-        session = await self._issue_session(user.id)
-        await self.record(
-            actor=f"user:{user.id}",
-            action="auth.login",
-            target=f"user:{user.id}",
-            request_id=request_id,
-            attributes={"method": "dev"},
-        )
-        return user, session
+        return await self._log_in(profile, "dev", request_id)
 
-    async def _login_user(self, profile: model.TelegramProfile) -> User:
+    async def _log_in(
+        self, profile: model.TelegramProfile, method: str, request_id: str
+    ) -> tuple[User, IssuedSession]:
+        """Create or refresh the user, issue a session, audit the login."""
         user = await self._repo.upsert_telegram_user(
             profile.telegram_user_id,
             profile.display_name,
@@ -285,7 +270,15 @@ class IdentityService:
         if user.delete_time is not None:
             raise PermissionDenied("USER_DELETED", "this user has been deleted", domain=D)
         await self._invalidate(user_id=user.id)  # the profile may have changed
-        return user
+        session = await self._issue_session(user.id)
+        await self.record(
+            actor=f"user:{user.id}",
+            action="auth.login",
+            target=f"user:{user.id}",
+            request_id=request_id,
+            attributes={"method": method},
+        )
+        return user, session
 
     async def _issue_session(self, user_id: UUID) -> IssuedSession:
         token = model.new_session_token()

@@ -25,7 +25,8 @@ def openapi_json(descriptor_image: Path, tmp_path_factory: pytest.TempPathFactor
     return write_openapi(descriptor_image, tmp_path_factory.mktemp("openapi") / "openapi.json")
 
 
-COMPOSE_TEST_PASSWORD = "compose-config-test-only"  # a placeholder, never a deployment's
+# A placeholder, never a deployment's.
+COMPOSE_TEST_PASSWORD = "compose-config-test-only"  # pragma: allowlist secret
 
 
 def compose_config(*, env_file: str = ".env.example", **extra_env: str) -> dict[str, Any]:

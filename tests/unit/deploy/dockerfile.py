@@ -21,8 +21,18 @@ class Instruction:
         if not text.startswith("["):
             return None
         value = json.loads(text)
-        assert isinstance(value, list) and all(isinstance(v, str) for v in value)
+        assert isinstance(value, list)
+        assert all(isinstance(v, str) for v in value)
         return value
+
+    @property
+    def healthcheck_command(self) -> list[str] | None:
+        """HEALTHCHECK [options] CMD <command>: the command in exec form (None: shell form)."""
+        words = self.args.split(None)
+        while words and words[0].startswith("--"):
+            words.pop(0)
+        assert words[:1] == ["CMD"], f"line {self.line}: HEALTHCHECK without CMD"
+        return Instruction("CMD", self.args.split("CMD", 1)[1], self.line).exec_form
 
     def flags(self) -> dict[str, str]:
         return dict(re.findall(r"--([a-z-]+)=(\S+)", self.args))
@@ -121,3 +131,14 @@ def in_context(relative: str, rules: list[tuple[bool, re.Pattern[str], str]]) ->
         if any(regex.fullmatch(c) for c in candidates):
             excluded = exclude
     return not excluded
+
+
+def stage_env(stage: Stage) -> dict[str, str]:
+    """The stage's ENV key=value pairs (values without spaces or quotes, as this file uses)."""
+    env = {}
+    for instruction in stage.all("ENV"):
+        for word in instruction.args.split():
+            key, sep, value = word.partition("=")
+            assert sep, f"line {instruction.line}: ENV {word!r} is not KEY=value"
+            env[key] = value
+    return env

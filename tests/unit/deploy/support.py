@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import shutil
@@ -59,7 +60,9 @@ def compose_binary() -> Path:
 
 
 def hadolint_binary() -> Path:
-    found = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    found = shutil.which(
+        "hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
     if found is None:
         missing_tool("hadolint", "no hadolint executable")
     assert found is not None
@@ -74,7 +77,7 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
     loader.flatten_mapping(node)  # resolves `<<` merge keys first
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -94,7 +97,9 @@ def load_all_yaml(text: str) -> list[Any]:
     return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
 
 
-def run_python(script: Path, *args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_python(
+    script: Path, *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(script), *args],
         env=env,
@@ -107,6 +112,13 @@ def run_python(script: Path, *args: str, env: dict[str, str], timeout: float = 6
 
 def base_env() -> dict[str, str]:
     """This environment without SWITCHBOARD_* / GATEWAY_* variables."""
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "GATEWAY_"))
-    }
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "GATEWAY_"))}
+
+
+def tool_module(tool: str, module: str) -> Any:
+    """A validation tool's Python module (imported here, so a missing one is a clear skip/fail)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing_tool(tool, str(exc))
+        raise  # not reached: missing_tool fails or skips
