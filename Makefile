@@ -84,7 +84,7 @@ lint: deps
 	$(BIN)/ruff format --check .
 
 typecheck: deps
-	$(BIN)/mypy server client bots workers gateway tests bench
+	$(BIN)/mypy server client bots workers gateway deploy tests bench
 
 # bandit on the hand-written packages ([tool.bandit] in pyproject.toml) at medium severity and
 # confidence and up: the low ones (subprocess calls, password-like names) are ruff's S rules, which

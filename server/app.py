@@ -127,7 +127,7 @@ async def serve(settings: Settings) -> None:
                 authenticator=identity,
                 audit=identity,
                 limiter=limiter,
-                trusted_proxies=frozenset(settings.trusted_proxies),
+                trusted_proxies=settings.trusted_proxies,
             )
         ],
         options=[

@@ -7,6 +7,7 @@ error. A missing or invalid setting stops the process with one line naming it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,8 @@ from pydantic_settings import (
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "SWITCHBOARD_"
 DOMAINS = ("identity", "booking", "rooms", "status", "catalog", "trading")
+
+MIN_SERVICE_TOKEN_LENGTH = 16
 
 # Settings that may only come from the environment.
 SECRET_FIELDS = frozenset({"login_bot_token"})
@@ -98,6 +101,7 @@ class Settings(BaseSettings):
             "stream": RateBucket(rate=2, burst=10),
         }
     )
+    # Addresses or CIDR networks of proxies (Envoy) whose x-forwarded-for is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"]
     )
@@ -106,6 +110,17 @@ class Settings(BaseSettings):
     @classmethod
     def _csv_strings(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("login_bot_token", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        # An empty token must never become an HMAC key anyone can compute.
+        if (
+            isinstance(value, str | SecretStr)
+            and not str(value.get_secret_value() if isinstance(value, SecretStr) else value).strip()
+        ):
+            return None
+        return value
 
     @field_validator("super_admin_telegram_ids", mode="before")
     @classmethod
@@ -121,6 +136,24 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _service_tokens_are_strong(self) -> Settings:
+        for name in self.service_principals:
+            variable = ServicePrincipalConfig.token_variable(name)
+            value = os.environ.get(variable, "").strip()
+            if value and len(value) < MIN_SERVICE_TOKEN_LENGTH:
+                raise ValueError(
+                    f"{variable} must be at least {MIN_SERVICE_TOKEN_LENGTH} characters"
+                )
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
+
+    @model_validator(mode="after")
     def _dev_login_only_in_dev(self) -> Settings:
         if self.dev_login_enabled and self.env != "dev":
             raise ValueError(
@@ -132,7 +165,7 @@ class Settings(BaseSettings):
         """Tokens of the configured service principals that have one in the environment."""
         found: dict[str, SecretStr] = {}
         for name in self.service_principals:
-            value = os.environ.get(ServicePrincipalConfig.token_variable(name), "")
+            value = os.environ.get(ServicePrincipalConfig.token_variable(name), "").strip()
             if value:
                 found[name] = SecretStr(value)
         return found

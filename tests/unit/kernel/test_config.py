@@ -77,3 +77,23 @@ def test_service_tokens_come_from_environment(env: pytest.MonkeyPatch, tmp_path:
     assert settings.service_tokens()["login-bot"].get_secret_value() == "tok-" + "x" * 20
     assert "tok-" + "x" * 20 in settings.secret_values()
     assert "tok-" not in repr(settings)
+
+
+def test_empty_login_bot_token_is_unset(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SWITCHBOARD_LOGIN_BOT_TOKEN", "  ")
+    assert config.load().login_bot_token is None
+
+
+def test_short_service_token_is_refused(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "dev.yaml").write_text("service_principals:\n  login-bot:\n    scopes: [a]\n")
+    env.setenv("SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT", "short")
+    with pytest.raises(ConfigError, match="SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT"):
+        config.load()
+
+
+def test_trusted_proxies_take_networks(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SWITCHBOARD_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")
+    assert config.load().trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
+    env.setenv("SWITCHBOARD_TRUSTED_PROXIES", "not-an-address")
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        config.load()
