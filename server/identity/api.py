@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from functools import lru_cache
 
 from google.protobuf import timestamp_pb2
 from switchboard.identity.v1 import identity_pb2 as pb
@@ -29,6 +30,10 @@ def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+# GetMe answers the same cached User object over and over: building its message (timestamp
+# conversion is pure Python) once per User value is a measurable share of the call. Callers
+# copy the result into their response and never mutate it.
+@lru_cache(maxsize=4096)
 def user_to_proto(user: User) -> pb.User:
     message = pb.User(
         id=str(user.id),

@@ -10,10 +10,9 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from server.kernel.errors import ERROR_DOMAIN
-from server.kernel.principal import Role
+from server.kernel.principal import SESSION_TOKEN_PREFIX, Role
 
 DOMAIN = f"identity.{ERROR_DOMAIN}"
-SESSION_TOKEN_PREFIX = "sbs_"  # noqa: S105  (a prefix, not a secret)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,3 +52,6 @@ ANONYMOUS = Principal()
 
 # The scope a service needs to act on behalf of a Telegram user (x-telegram-user-id).
 ACT_AS_SCOPE = "identity.act_as"
+
+# Session tokens start with this, so a leaked one is recognisable (and scrubbed from logs).
+SESSION_TOKEN_PREFIX = "sbs_"  # noqa: S105  (a prefix, not a secret)

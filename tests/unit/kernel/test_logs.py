@@ -4,14 +4,13 @@ import io
 import json
 import logging
 
-from server.kernel.logs import JsonFormatter, RedactingFilter
+from server.kernel.logs import JsonFormatter
 
 
 def test_json_logs_scrub_secrets_and_session_tokens() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactingFilter(["very-secret-bot-token"]))
+    handler.setFormatter(JsonFormatter(["very-secret-bot-token", 'quote"secret\\x']))
     logger = logging.getLogger("test.redaction")
     logger.handlers[:] = [handler]
     logger.propagate = False
@@ -19,6 +18,7 @@ def test_json_logs_scrub_secrets_and_session_tokens() -> None:
 
     session = "sbs_" + "A" * 43
     logger.info("got %s and %s", "very-secret-bot-token", session, extra={"detail": session})
+    logger.info("json-escaped %s", 'quote"secret\\x')
     try:
         raise ValueError("boom very-secret-bot-token")
     except ValueError:
@@ -30,4 +30,6 @@ def test_json_logs_scrub_secrets_and_session_tokens() -> None:
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines[0]["msg"] == "got [REDACTED] and [REDACTED]"
     assert lines[0]["detail"] == "[REDACTED]"
-    assert "ValueError" in lines[1]["exc"]
+    assert lines[1]["msg"] == "json-escaped [REDACTED]"
+    assert "ValueError" in lines[2]["exc"]
+    assert "quote" not in text
