@@ -89,7 +89,7 @@ async def _connect(settings: Settings) -> tuple[asyncpg.Pool, Redis]:
 
 
 async def serve(settings: Settings) -> None:
-    logs.configure(settings.log_level, settings.secret_values())
+    access_log = logs.configure(settings.log_level, settings.secret_values())
     pool, redis = await _connect(settings)
     stopping = asyncio.Event()
 
@@ -128,6 +128,7 @@ async def serve(settings: Settings) -> None:
                 audit=identity,
                 limiter=limiter,
                 trusted_proxies=settings.trusted_proxies,
+                access_log=access_log,
             )
         ],
         options=[

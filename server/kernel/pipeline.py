@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -35,6 +36,7 @@ from server.kernel.errors import (
     internal_status,
     to_rpc_status,
 )
+from server.kernel.logs import AccessLog, JsonFormatter
 from server.kernel.methods import INFRASTRUCTURE_SERVICES, MethodInfo, MethodRegistry
 from server.kernel.principal import Principal
 from server.kernel.ratelimit import RateLimiter
@@ -130,12 +132,14 @@ class Pipeline(grpc.aio.ServerInterceptor):
         audit: AuditSink,
         limiter: RateLimiter | None,
         trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
+        access_log: AccessLog | None = None,
     ) -> None:
         self._methods = methods
         self._authenticator = authenticator
         self._audit = audit
         self._limiter = limiter
         self._trusted = TrustedProxies(trusted_proxies)
+        self._access_log = access_log or AccessLog(JsonFormatter(), sys.stderr, enabled=False)
         self._cache: dict[str, Handler] = {}
 
     async def intercept_service(
@@ -290,14 +294,13 @@ class Pipeline(grpc.aio.ServerInterceptor):
         code = call.code.name
         observed.handled(code).inc()
         observed.seconds.observe(elapsed)
-        log.info(
-            "rpc",
-            extra={
+        self._access_log.write(
+            {
                 "request_id": call.request_id,
                 "method": call.method,
                 "principal": call.principal.label(),
                 "peer": call.peer,
                 "code": code,
                 "duration_ms": round(elapsed * 1000, 3),
-            },
+            }
         )

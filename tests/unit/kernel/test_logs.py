@@ -4,7 +4,7 @@ import io
 import json
 import logging
 
-from server.kernel.logs import JsonFormatter
+from server.kernel.logs import AccessLog, JsonFormatter
 
 
 def test_json_logs_scrub_secrets_and_session_tokens() -> None:
@@ -33,3 +33,18 @@ def test_json_logs_scrub_secrets_and_session_tokens() -> None:
     assert lines[1]["msg"] == "json-escaped [REDACTED]"
     assert "ValueError" in lines[2]["exc"]
     assert "quote" not in text
+
+
+def test_access_log_line_is_json_and_scrubbed() -> None:
+    stream = io.StringIO()
+    access = AccessLog(JsonFormatter(["very-secret-bot-token"]), stream, enabled=True)
+    access.write({"request_id": "very-secret-bot-token", "code": "OK", "duration_ms": 1.5})
+    line = json.loads(stream.getvalue())
+    assert line["msg"] == "rpc"
+    assert line["logger"] == "switchboard.rpc"
+    assert line["request_id"] == "[REDACTED]"
+    assert line["code"] == "OK"
+    assert line["ts"].endswith("Z")
+    silent = io.StringIO()
+    AccessLog(JsonFormatter(), silent, enabled=False).write({"code": "OK"})
+    assert silent.getvalue() == ""
