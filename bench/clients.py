@@ -65,10 +65,10 @@ class HttpxGetMe:
 
 
 class RawHttpGetMe:
-    """A minimal HTTP/1.1 keep-alive client on asyncio streams (diagnostic).
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (the judged REST client).
 
     Takes the client library's own cost out of the REST figure, to show what Envoy and the
-    transcoder cost by themselves.
+    transcoder cost by themselves; httpx is measured beside it for comparison.
     """
 
     def __init__(self, host: str, port: int, token: str) -> None:
