@@ -60,6 +60,7 @@ def identity_config(settings: Settings) -> IdentityConfig:
         handshake_ttl_s=settings.handshake_ttl_s,
         handshake_heartbeat_s=settings.handshake_heartbeat_s,
         super_admin_telegram_ids=frozenset(settings.super_admin_telegram_ids),
+        super_admin_emails=frozenset(e.lower() for e in settings.super_admin_emails),
         dev_login_enabled=settings.dev_login_enabled,
         service_principals={
             name: frozenset(p.scopes) for name, p in settings.service_principals.items()
@@ -100,6 +101,7 @@ async def serve(settings: Settings) -> None:
         stopping=stopping,
         publish=invalidations.publish,
     )
+    await identity.bootstrap()
     background = [asyncio.create_task(invalidations.listen(identity.apply_invalidation))]
     domains = [
         Domain(

@@ -138,15 +138,6 @@ def verify_telegram_widget(
         )
 
 
-def role_for_login(
-    current: Role, telegram_user_id: int | None, super_admin_ids: frozenset[int]
-) -> Role:
-    """Configured super admins are super admins; nobody else is raised by logging in."""
-    if telegram_user_id is not None and telegram_user_id in super_admin_ids:
-        return Role.SUPER_ADMIN
-    return current
-
-
 def session_expiry(now: datetime, ttl_s: int) -> datetime:
     return now + timedelta(seconds=ttl_s)
 

@@ -135,6 +135,22 @@ class IdentityRepository:
         )
         return _user(row) if row is not None else None
 
+    async def grant_super_admin(
+        self, telegram_user_ids: list[int], emails: list[str]
+    ) -> list[UUID]:
+        """Make the configured users super admins; returns the ids whose role changed."""
+        rows = await self._pool.fetch(
+            """
+            UPDATE identity_users SET role = 'super_admin'
+            WHERE role <> 'super_admin' AND delete_time IS NULL
+              AND (telegram_user_id = ANY($1::bigint[]) OR lower(email) = ANY($2::text[]))
+            RETURNING id
+            """,
+            telegram_user_ids,
+            [e.lower() for e in emails],
+        )
+        return [r["id"] for r in rows]
+
     async def soft_delete_user(self, user_id: UUID) -> bool:
         """Soft-delete and revoke every session; True also when already deleted (retry-safe)."""
         async with self._pool.acquire() as connection, connection.transaction():

@@ -48,6 +48,7 @@ class IdentityConfig:
     handshake_ttl_s: int
     handshake_heartbeat_s: float
     super_admin_telegram_ids: frozenset[int]
+    super_admin_emails: frozenset[str]
     dev_login_enabled: bool
     service_principals: dict[str, frozenset[str]]  # name -> scopes
     service_tokens: dict[str, SecretStr]  # name -> token (hashed at construction)
@@ -164,6 +165,22 @@ class IdentityService:
         if user.delete_time is not None:
             raise PermissionDenied("USER_DELETED", "this user has been deleted", domain=D)
         return UserPrincipal(user_id=user.id, role=user.role)
+
+    async def bootstrap(self) -> None:
+        """At start: users already known by a configured Telegram id or email become super admins.
+
+        New users get the role when they first appear (login, act-as); this covers the ones that
+        existed before the setting named them, and users known only by email.
+        """
+        changed = await self._repo.grant_super_admin(
+            sorted(self._config.super_admin_telegram_ids), sorted(self._config.super_admin_emails)
+        )
+        for user_id in changed:
+            await self._invalidate(user_id=user_id)
+            await self.record(
+                actor="config", action="user.promote", target=f"user:{user_id}", request_id="",
+                attributes={"role": "super_admin", "source": "bootstrap"},
+            )  # fmt: skip
 
     # --- cached sessions, kept coherent across replicas ------------------------------------
 
