@@ -199,3 +199,33 @@ class SessionCache:
 
     def __len__(self) -> int:
         return len(self._by_digest)
+
+
+class ActingUsers:
+    """Users services recently acted as, by Telegram id: a bot's every update skips PostgreSQL.
+
+    Same rules as :class:`SessionCache`: ``ttl_s`` at most, evicted on every replica when the
+    user changes (role, deletion).
+    """
+
+    def __init__(self, ttl_s: float, *, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._by_telegram_id: dict[int, tuple[float, User]] = {}
+
+    def get(self, telegram_user_id: int, now: float) -> User | None:
+        entry = self._by_telegram_id.get(telegram_user_id)
+        if entry is None or now - entry[0] > self._ttl:
+            return None
+        return entry[1]
+
+    def put(self, user: User, now: float) -> None:
+        if self._ttl <= 0 or user.telegram_user_id is None:
+            return
+        if len(self._by_telegram_id) >= self._max:
+            self._by_telegram_id.clear()
+        self._by_telegram_id[user.telegram_user_id] = (now, user)
+
+    def evict_user(self, user_id: UUID) -> None:
+        for key in [k for k, (_, u) in self._by_telegram_id.items() if u.id == user_id]:
+            del self._by_telegram_id[key]

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import SecretStr
 
 from server.identity import model
-from server.identity.model import IssuedSession, SessionCache, User
+from server.identity.model import ActingUsers, IssuedSession, SessionCache, User
 from server.identity.repository import IdentityRepository
 from server.kernel import paging
 from server.kernel.errors import (
@@ -81,6 +81,7 @@ class IdentityService:
         self._clock = clock
         self._stopping = stopping or asyncio.Event()
         self._cache = SessionCache(config.session_cache_ttl_s)
+        self._acting = ActingUsers(config.session_cache_ttl_s)
         self._publish = publish
         # Service tokens are kept only as SHA-256 digests.
         self._services: dict[bytes, ServicePrincipal] = {
@@ -153,15 +154,19 @@ class IdentityService:
             ) from None
         if telegram_user_id <= 0:
             raise InvalidArgument("INVALID_ACT_AS", "x-telegram-user-id must be positive", domain=D)
-        user = await self._repo.find_telegram_user(telegram_user_id)
+        user = self._acting.get(telegram_user_id, time.monotonic())
         if user is None:
-            user = await self._repo.upsert_telegram_user(
-                telegram_user_id,
-                "",
-                "",
-                super_admin=telegram_user_id in self._config.super_admin_telegram_ids,
-                login_time=None,
-            )
+            user = await self._repo.find_telegram_user(telegram_user_id)
+            if user is None:
+                user = await self._repo.upsert_telegram_user(
+                    telegram_user_id,
+                    "",
+                    "",
+                    super_admin=telegram_user_id in self._config.super_admin_telegram_ids,
+                    login_time=None,
+                )
+            if user.delete_time is None:
+                self._acting.put(user, time.monotonic())
         if user.delete_time is not None:
             raise PermissionDenied("USER_DELETED", "this user has been deleted", domain=D)
         return UserPrincipal(user_id=user.id, role=user.role)
@@ -202,6 +207,7 @@ class IdentityService:
             return
         if kind == "user":
             self._cache.evict_user(value)
+            self._acting.evict_user(value)
         elif kind == "session":
             self._cache.evict_session(value)
 

@@ -73,3 +73,28 @@ async def test_promotion_on_one_replica_is_seen_by_the_other(api: Api, other: Ap
 
     assert await _within(1.0, promoted)
     await other.admin.ListUsers(pb.ListUsersRequest(), metadata=target.metadata)
+
+
+async def test_a_bot_acting_as_a_promoted_user_gets_the_new_role_at_once(
+    api: Api, other: Api, platform: Platform
+) -> None:
+    boss = await api.login(SUPER_ADMIN_TELEGRAM_ID)
+    target = await api.login()
+    bot = other.service(
+        platform.secrets.login_bot_service_token, act_as=target.user.telegram_user_id
+    )
+
+    async def may_list_users() -> bool:
+        try:
+            await other.admin.ListUsers(pb.ListUsersRequest(), metadata=bot)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+                raise
+            return False
+        return True
+
+    assert not await may_list_users()  # and the acting user is now cached on that replica
+    await api.admin.PromoteUser(
+        pb.PromoteUserRequest(user_id=target.user.id), metadata=boss.metadata
+    )
+    assert await _within(1.0, may_list_users)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from server.identity.model import SessionCache, SessionRecord, User
+from server.identity.model import ActingUsers, SessionCache, SessionRecord, User
 from server.kernel.principal import Role
 
 
@@ -47,3 +47,14 @@ def test_bounded_size_and_disabled_cache() -> None:
     off = SessionCache(0)
     off.put(b"x", records[0], now=0)
     assert off.get(b"x", now=0) is None
+
+
+def test_acting_users_expire_and_evict() -> None:
+    cache = ActingUsers(5)
+    user = _record().user
+    cache.put(user, now=0)
+    assert cache.get(1, now=4) is user
+    assert cache.get(1, now=6) is None
+    cache.put(user, now=10)
+    cache.evict_user(user.id)
+    assert cache.get(1, now=10) is None
