@@ -329,7 +329,7 @@ def wait_ready(
             raise EnvoyError(
                 f"envoy exited with status {proc.returncode} before it was ready\n{_tail(log_path)}"
             )
-        if _admin_ready(admin_port):
+        if admin_ready(admin_port):
             return
         if time.monotonic() > deadline:
             raise EnvoyError(f"envoy not ready after {timeout:.1f}s\n{_tail(log_path)}")
@@ -356,8 +356,9 @@ def _stop_all() -> None:
             stop_envoy(proc, timeout=5.0)
 
 
-def _admin_ready(admin_port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=1.0)
+def admin_ready(admin_port: int, timeout: float = 1.0) -> bool:
+    """Envoy's admin /ready answers LIVE (used by wait_ready and the image healthcheck)."""
+    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=timeout)
     try:
         conn.request("GET", "/ready")
         response = conn.getresponse()

@@ -27,7 +27,6 @@ gateway.envoy.render_config(); every value is an environment variable:
 
 from __future__ import annotations
 
-import http.client
 import os
 import sys
 from collections.abc import Mapping
@@ -123,16 +122,9 @@ def envoy_argv(values: Mapping[str, str], config: Path) -> list[str]:
 
 
 def healthy(admin_port: int, timeout: float = 3.0) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=timeout)
-    try:
-        conn.request("GET", "/ready")
-        response = conn.getresponse()
-        body = response.read()
-    except OSError:
-        return False
-    finally:
-        conn.close()
-    return response.status == 200 and body.strip() == b"LIVE"
+    from gateway.envoy import admin_ready
+
+    return admin_ready(admin_port, timeout)
 
 
 def main(argv: list[str]) -> int:
