@@ -159,7 +159,7 @@ class DevSettings:
 class GatewayApi(Protocol):
     """What the dev stack needs from the gateway package (Envoy in front of the server)."""
 
-    def build_openapi(self, image: Path, out: Path, log_path: Path) -> None: ...
+    def build_openapi(self, image: Path, out: Path) -> None: ...
 
     def render_config(
         self,
@@ -179,51 +179,22 @@ class GatewayApi(Protocol):
 
     def wait_ready(self, admin_port: int, timeout: float) -> None: ...
 
-    def stop_envoy(self, proc: subprocess.Popen[bytes], timeout: float) -> None: ...
+    def stop_envoy(self, proc: subprocess.Popen[bytes], timeout: float) -> object: ...
 
 
 class GatewayPackage:
     """:class:`GatewayApi` backed by the ``gateway`` package (the real Envoy)."""
 
-    def build_openapi(self, image: Path, out: Path, log_path: Path) -> None:
+    render_config = staticmethod(envoy.render_config)
+    start_envoy = staticmethod(envoy.start_envoy)
+    wait_ready = staticmethod(envoy.wait_ready)
+    stop_envoy = staticmethod(envoy.stop_envoy)
+
+    def build_openapi(self, image: Path, out: Path) -> None:
         try:
             write_openapi(image, out)
         except (OSError, ValueError) as exc:
             raise StackError(f"OpenAPI generation from {image} failed: {exc}") from exc
-
-    def render_config(
-        self,
-        *,
-        listen_host: str,
-        listen_port: int,
-        upstream_host: str,
-        upstream_port: int,
-        descriptor_path: Path,
-        openapi_path: Path,
-        admin_port: int,
-        out_path: Path,
-        cors_origins: list[str] | None,
-    ) -> Path:
-        return envoy.render_config(
-            listen_host=listen_host,
-            listen_port=listen_port,
-            upstream_host=upstream_host,
-            upstream_port=upstream_port,
-            descriptor_path=descriptor_path,
-            openapi_path=openapi_path,
-            admin_port=admin_port,
-            out_path=out_path,
-            cors_origins=cors_origins,
-        )
-
-    def start_envoy(self, config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
-        return envoy.start_envoy(config_path, log_path)
-
-    def wait_ready(self, admin_port: int, timeout: float) -> None:
-        envoy.wait_ready(admin_port, timeout=timeout)
-
-    def stop_envoy(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        envoy.stop_envoy(proc, timeout)
 
 
 # --- the stack -----------------------------------------------------------------------------------
@@ -376,7 +347,7 @@ class DevStack:
             t0 = time.monotonic()
             http_host, http_port = split_host_port(s.http_addr)
             grpc_host, grpc_port = split_host_port(s.grpc_addr)
-            self.gateway.build_openapi(s.descriptor_path, s.openapi_path, self.log_path("openapi"))
+            self.gateway.build_openapi(s.descriptor_path, s.openapi_path)
             config = self.gateway.render_config(
                 listen_host=http_host,
                 listen_port=http_port,

@@ -34,10 +34,6 @@ def current_call() -> CallContext:
     return _current.get()
 
 
-def current_principal() -> Principal:
-    return _current.get().principal
-
-
 def bind(call: CallContext) -> contextvars.Token[CallContext]:
     return _current.set(call)
 

@@ -24,20 +24,34 @@ INFRASTRUCTURE_SERVICES = frozenset(
 )
 
 
+# Bucket names in the `rate_limits` configuration, per contract rate class.
+RATE_CLASS_NAMES: dict[int, str] = {
+    access_pb2.RATE_CLASS_UNSPECIFIED: "default",
+    access_pb2.RATE_CLASS_READ: "read",
+    access_pb2.RATE_CLASS_WRITE: "write",
+    access_pb2.RATE_CLASS_AUTH: "auth",
+    access_pb2.RATE_CLASS_STREAM: "stream",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class MethodInfo:
     full_name: str  # "/package.Service/Method"
     service: str
     name: str
     policy: access_pb2.AccessPolicy | None
-    descriptor: MethodDescriptor | None
-    server_streaming: bool
+    rate_class: str  # the rate-limit bucket this method draws from
 
-    @property
-    def rate_class(self) -> int:
-        if self.policy is None:
-            return access_pb2.RATE_CLASS_UNSPECIFIED
-        return self.policy.rate_class
+    @classmethod
+    def of(cls, service: str, name: str, policy: access_pb2.AccessPolicy | None) -> MethodInfo:
+        value = policy.rate_class if policy is not None else access_pb2.RATE_CLASS_UNSPECIFIED
+        return cls(
+            full_name=f"/{service}/{name}",
+            service=service,
+            name=name,
+            policy=policy,
+            rate_class=RATE_CLASS_NAMES.get(value, "default"),
+        )
 
 
 def policy_of(method: MethodDescriptor) -> access_pb2.AccessPolicy | None:
@@ -53,15 +67,8 @@ class MethodRegistry:
         self._methods: dict[str, MethodInfo] = {}
         for service in services:
             for method in service.methods:
-                full = f"/{service.full_name}/{method.name}"
-                self._methods[full] = MethodInfo(
-                    full_name=full,
-                    service=service.full_name,
-                    name=method.name,
-                    policy=policy_of(method),
-                    descriptor=method,
-                    server_streaming=method.server_streaming,
-                )
+                info = MethodInfo.of(service.full_name, method.name, policy_of(method))
+                self._methods[info.full_name] = info
 
     def get(self, full_name: str) -> MethodInfo:
         known = self._methods.get(full_name)
@@ -69,17 +76,7 @@ class MethodRegistry:
             return known
         service, _, name = full_name.lstrip("/").partition("/")
         public = access_pb2.AccessPolicy(allow=[access_pb2.AccessRule(public=True)])
-        return MethodInfo(
-            full_name=full_name,
-            service=service,
-            name=name,
-            policy=public if service in INFRASTRUCTURE_SERVICES else None,
-            descriptor=None,
-            server_streaming=False,
-        )
-
-    def all(self) -> list[MethodInfo]:
-        return list(self._methods.values())
+        return MethodInfo.of(service, name, public if service in INFRASTRUCTURE_SERVICES else None)
 
 
 def contract_services() -> list[ServiceDescriptor]:

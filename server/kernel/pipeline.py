@@ -25,7 +25,6 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
-from switchboard.options.v1 import access_pb2
 
 from server.kernel import access, metrics
 from server.kernel.context import CallContext, ServicerContext, bind, unbind
@@ -103,15 +102,6 @@ def client_address(peer: str, metadata: dict[str, str], trusted: TrustedProxies)
     if forwarded and host in trusted:
         return forwarded.split(",")[-1].strip() or host
     return host
-
-
-_RATE_CLASS_NAMES: dict[int, str] = {
-    access_pb2.RATE_CLASS_UNSPECIFIED: "default",
-    access_pb2.RATE_CLASS_READ: "read",
-    access_pb2.RATE_CLASS_WRITE: "write",
-    access_pb2.RATE_CLASS_AUTH: "auth",
-    access_pb2.RATE_CLASS_STREAM: "stream",
-}
 
 
 def _code_of(context: ServicerContext) -> grpc.StatusCode:
@@ -260,7 +250,7 @@ class Pipeline(grpc.aio.ServerInterceptor):
             subject = (
                 call.principal.label() if not call.principal.is_anonymous else f"ip:{call.peer}"
             )
-            await self._limiter.take(_RATE_CLASS_NAMES.get(method.rate_class, "default"), subject)
+            await self._limiter.take(method.rate_class, subject)
 
     async def _fail(self, call: CallContext, context: ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):

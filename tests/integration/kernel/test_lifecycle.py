@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import asyncpg
 import grpc
 import pytest
 from switchboard.identity.v1 import identity_pb2 as pb
-from switchboard.identity.v1 import identity_pb2_grpc as pb_grpc
 
 from server.devstack.embedded import EmbeddedRedis, free_port
 from server.devstack.processes import check_health_async, server_command
@@ -171,5 +169,3 @@ def test_reflection_lists_the_contract(platform: object) -> None:
         )
         names = {s.name for r in responses for s in r.list_services_response.service}
     assert {AUTH, "switchboard.identity.v1.AdminService", "grpc.health.v1.Health"} <= names
-    assert sys.version_info >= (3, 11)
-    assert pb_grpc.AuthServiceStub is not None

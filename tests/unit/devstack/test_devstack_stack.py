@@ -29,7 +29,7 @@ class FakeGateway:
         self.calls: list[tuple[str, dict[str, object]]] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def build_openapi(self, image: Path, out: Path, log_path: Path) -> None:
+    def build_openapi(self, image: Path, out: Path) -> None:
         self.calls.append(("build_openapi", {"image": image, "out": out}))
         out.write_text("{}")
 

@@ -64,3 +64,22 @@ def test_rules() -> None:
     assert not access.allows(scoped, bare_service)
     assert not access.allows(scoped, _user(Role.SUPER_ADMIN))
     assert not access.allows(None, _user(Role.SUPER_ADMIN)), "no policy, no access"
+
+
+def test_every_rate_class_has_a_configured_bucket() -> None:
+    """A rate class without a bucket would silently be unlimited."""
+    from pathlib import Path
+
+    import yaml
+
+    from server.config import Settings
+    from server.kernel.methods import RATE_CLASS_NAMES
+
+    factory = Settings.model_fields["rate_limits"].default_factory
+    assert factory is not None
+    assert set(RATE_CLASS_NAMES.values()) <= set(factory())  # type: ignore[call-arg]
+    configs = Path(__file__).resolve().parents[3] / "configs"
+    for path in configs.glob("*.yaml"):
+        configured = yaml.safe_load(path.read_text()).get("rate_limits")
+        if configured is not None:
+            assert set(RATE_CLASS_NAMES.values()) <= set(configured), path.name
