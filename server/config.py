@@ -23,12 +23,13 @@ from pydantic_settings import (
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "SWITCHBOARD_"
-DOMAINS = ("identity", "booking", "rooms", "status", "catalog", "trading")
+# "notifications" is the shared outbox every product domain enqueues into (not a product).
+DOMAINS = ("identity", "notifications", "booking", "rooms", "status", "catalog", "trading")
 
 MIN_SERVICE_TOKEN_LENGTH = 16
 
 # Settings that may only come from the environment.
-SECRET_FIELDS = frozenset({"login_bot_token"})
+SECRET_FIELDS = frozenset({"login_bot_token", "data_key"})
 
 
 class ConfigError(Exception):
@@ -73,6 +74,9 @@ class Settings(BaseSettings):
     pg_pool_min: int = Field(default=2, ge=1)
     pg_pool_max: int = Field(default=10, ge=1)
     redis_url: str
+    # AES-256-GCM key for secrets stored in PostgreSQL (server.kernel.crypto): 32 bytes,
+    # urlsafe base64. `make dev` generates one into .data/; deploys set it from a secret.
+    data_key: SecretStr
 
     # Identity.
     login_bot_token: SecretStr | None = None
@@ -120,6 +124,14 @@ class Settings(BaseSettings):
             and not str(value.get_secret_value() if isinstance(value, SecretStr) else value).strip()
         ):
             return None
+        return value
+
+    @field_validator("data_key")
+    @classmethod
+    def _data_key_is_a_key(cls, value: SecretStr) -> SecretStr:
+        from server.kernel.crypto import decode_key
+
+        decode_key(value.get_secret_value())  # DataKeyError (a ValueError) names the variable
         return value
 
     @field_validator("super_admin_telegram_ids", mode="before")
@@ -175,6 +187,7 @@ class Settings(BaseSettings):
         values = [t.get_secret_value() for t in self.service_tokens().values()]
         if self.login_bot_token is not None:
             values.append(self.login_bot_token.get_secret_value())
+        values.append(self.data_key.get_secret_value())
         return values
 
     @classmethod

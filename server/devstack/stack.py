@@ -60,6 +60,7 @@ from server.devstack.processes import (
     run_migrate,
     server_command,
 )
+from server.kernel.crypto import generate_key
 
 __all__ = ["DevSettings", "DevStack", "GatewayApi", "StackError", "run_dev"]
 
@@ -262,7 +263,18 @@ class DevStack:
                 "SWITCHBOARD_METRICS_ADDR": s.metrics_addr,
             }
         )
+        env.setdefault("SWITCHBOARD_DATA_KEY", self.data_key())
         return env
+
+    def data_key(self) -> str:
+        """The dev data key: generated once into the data dir (owner-only), kept across runs."""
+        path = self.settings.data_dir / "data_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(generate_key())
+        return path.read_text().strip()
 
     def _preflight(self) -> None:
         s = self.settings

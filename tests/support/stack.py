@@ -15,6 +15,7 @@ from pathlib import Path
 
 from server.devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from server.devstack.processes import ServerProcess, run_migrate
+from server.kernel.crypto import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPER_ADMIN_TELEGRAM_ID = 900_000_001
@@ -27,6 +28,8 @@ class Secrets:
     )
     login_bot_service_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     plain_worker_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    dispatcher_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    data_key: str = field(default_factory=generate_key)
     # Session tokens handed out during the run (tests append what they receive).
     issued: list[str] = field(default_factory=list)
 
@@ -35,6 +38,8 @@ class Secrets:
             self.login_bot_token,
             self.login_bot_service_token,
             self.plain_worker_token,
+            self.dispatcher_token,
+            self.data_key,
             *self.issued,
         ]
 
@@ -81,6 +86,8 @@ def server_env(
         "SWITCHBOARD_LOGIN_BOT_TOKEN": secrets_.login_bot_token,
         "SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT": secrets_.login_bot_service_token,
         "SWITCHBOARD_SERVICE_TOKEN_PLAIN_WORKER": secrets_.plain_worker_token,
+        "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER": secrets_.dispatcher_token,
+        "SWITCHBOARD_DATA_KEY": secrets_.data_key,
         "SWITCHBOARD_SUPER_ADMIN_TELEGRAM_IDS": str(SUPER_ADMIN_TELEGRAM_ID),
         "SWITCHBOARD_CONFIG_DIR": str(ROOT / "configs"),
     }

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from server import config as server_config
 from server.config import ServicePrincipalConfig, Settings
+from server.kernel.crypto import generate_key
 from tests.unit.deploy import support
 from tests.unit.deploy.conftest import COMPOSE_TEST_PASSWORD, compose_config
 from tests.unit.deploy.dockerfile import parse
@@ -213,6 +214,8 @@ def test_server_environment_satisfies_the_settings(
     clean_env: pytest.MonkeyPatch, compose_resolved: dict[str, Any]
 ) -> None:
     services = compose_resolved["services"]
+    # The one required secret, which an operator puts into deploy/.env.
+    clean_env.setenv("SWITCHBOARD_DATA_KEY", generate_key())
     settings = _load(clean_env, services["server"]["environment"])
 
     assert settings.env == "prod"
@@ -239,11 +242,14 @@ def test_documented_token_variables_reach_the_server(
         support.ENV_EXAMPLE.read_text(encoding="utf-8"),
         flags=re.MULTILINE,
     )
+    data_key = generate_key()
+    filled = filled.replace("# SWITCHBOARD_DATA_KEY=\n", f"SWITCHBOARD_DATA_KEY={data_key}\n")
     env_file = tmp_path / "filled.env"
     env_file.write_text(filled, encoding="utf-8")
     resolved = compose_config(env_file=str(env_file))
     settings = _load(clean_env, resolved["services"]["server"]["environment"])
 
     assert settings.login_bot_token == SecretStr("value-of-SWITCHBOARD_LOGIN_BOT_TOKEN")
+    assert settings.data_key == SecretStr(data_key)
     assert set(settings.service_tokens()) == set(settings.service_principals)
     assert settings.service_principals  # prod.yaml declares some

@@ -345,6 +345,7 @@ def test_the_config_map_is_a_config_the_server_loads(
             "SWITCHBOARD_CONFIG_DIR": str(tmp_path),
             "SWITCHBOARD_PG_DSN": "postgresql://switchboard:x@db:5432/switchboard",
             "SWITCHBOARD_REDIS_URL": "redis://redis:6379/0",
+            "SWITCHBOARD_DATA_KEY": "B" * 43,
         }
     ).items():
         monkeypatch.setenv(key, value)

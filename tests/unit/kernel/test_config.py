@@ -10,6 +10,7 @@ from server.config import ConfigError
 BASE = {
     "SWITCHBOARD_PG_DSN": "postgresql://x@127.0.0.1/db",
     "SWITCHBOARD_REDIS_URL": "redis://127.0.0.1/0",
+    "SWITCHBOARD_DATA_KEY": "A" * 43,
 }
 
 
