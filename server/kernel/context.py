@@ -39,4 +39,9 @@ def bind(call: CallContext) -> contextvars.Token[CallContext]:
 
 
 def unbind(token: contextvars.Token[CallContext]) -> None:
-    _current.reset(token)
+    try:
+        _current.reset(token)
+    except ValueError:
+        # A cancelled server stream's generator is finalized by the event loop in another
+        # context; the context the token belongs to is gone with its task, nothing to reset.
+        pass
