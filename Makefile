@@ -13,13 +13,16 @@ IMAGE := .build/switchboard.binpb
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 
 .PHONY: help deps gen gen-check protos image lint typecheck buf-lint buf-breaking ts-check \
-        unit test pytest security dev migrate serve audit bench clean
+        unit test pytest security dev migrate serve audit bench bench-fanout bench-dispatch \
+        clean system-deps
 
 help:
 	@echo "make dev    - run the platform (server, Envoy, embedded PostgreSQL/Redis)"
 	@echo "make test   - run every check (lint, types, contracts, generated code, tests, security)"
 	@echo "make gen    - regenerate gen/ from proto/"
 	@echo "make bench  - run the benchmarks and print side-by-side ratios"
+	@echo "make bench-fanout - room fan-out (200 subscribers, 2 replicas) vs bare Redis pub/sub"
+	@echo "make bench-dispatch - notification dispatch vs the configured rate (fake Bot API)"
 	@echo "make audit  - dependency audit (needs a vulnerability database on the network)"
 
 # --- dependencies -----------------------------------------------------------------------------
@@ -33,7 +36,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-deps: $(VENV)/.installed node_modules/.installed
+# System packages no wheel ships (coturn for the WebRTC call tests); a no-op once installed.
+system-deps:
+	@bash deploy/scripts/install-system-deps.sh
+
+deps: $(VENV)/.installed node_modules/.installed system-deps
 
 # --- contracts and generated code --------------------------------------------------------------
 # google/api and google/rpc protos come from the installed googleapis-common-protos (no registry).
@@ -111,6 +118,14 @@ migrate: deps
 
 bench: deps image
 	$(PY) -m bench.run
+
+# Room fan-out over two replicas vs a bare Redis pub/sub floor (FANOUT_SECONDS=5 for a quick run).
+bench-fanout: deps
+	$(PY) -m bench.fanout
+
+# Notification dispatch to the fake Bot API with the limits on (share of the rate, violations).
+bench-dispatch: deps
+	$(PY) -m bench.dispatch
 
 audit:
 	$(BIN)/pip install --quiet -e '.[audit]'

@@ -147,6 +147,24 @@ class FakeAuthService(identity_pb2_grpc.AuthServiceServicer):
             )
         return identity_pb2.GetMeResponse(user=canned_user())
 
+    async def RequestEmailCode(
+        self,
+        request: identity_pb2.RequestEmailCodeRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> identity_pb2.RequestEmailCodeResponse:
+        self.backend.record("RequestEmailCode", context)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of the gateway fake")
+        raise AssertionError("unreachable")
+
+    async def VerifyEmailCode(
+        self,
+        request: identity_pb2.VerifyEmailCodeRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> identity_pb2.VerifyEmailCodeResponse:
+        self.backend.record("VerifyEmailCode", context)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of the gateway fake")
+        raise AssertionError("unreachable")
+
     async def LoginWithTelegramWidget(
         self,
         request: identity_pb2.LoginWithTelegramWidgetRequest,

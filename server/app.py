@@ -13,20 +13,33 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import Redis
-from switchboard.identity.v1 import identity_pb2, identity_pb2_grpc
+from redis.asyncio import BlockingConnectionPool, Redis
+from switchboard.identity.v1 import channels_pb2, channels_pb2_grpc, identity_pb2, identity_pb2_grpc
+from switchboard.notifications.v1 import notifications_pb2, notifications_pb2_grpc
+from switchboard.rooms.v1 import calls_pb2, calls_pb2_grpc, rooms_pb2, rooms_pb2_grpc
 
 from server import migrate
 from server.config import Settings
-from server.identity.api import AdminApi, AuthApi
+from server.identity.api import AdminApi, AuthApi, ChannelApi
+from server.identity.model import email_code_key
 from server.identity.repository import IdentityRepository
 from server.identity.service import IdentityConfig, IdentityService
 from server.kernel import logs, metrics
 from server.kernel.broadcast import Broadcast
+from server.kernel.crypto import SecretBox, decode_key
 from server.kernel.health import HealthMonitor
 from server.kernel.methods import MethodRegistry, contract_services
 from server.kernel.pipeline import Pipeline
 from server.kernel.ratelimit import Bucket, RateLimiter
+from server.notifications import repository as notifications_repository
+from server.notifications.api import NotificationAdminApi, NotificationApi
+from server.notifications.model import Notice
+from server.notifications.repository import NotificationsRepository
+from server.notifications.service import NotificationsConfig, NotificationsService
+from server.rooms.api import CallApi, RoomApi
+from server.rooms.live import LiveRooms
+from server.rooms.repository import RoomsRepository
+from server.rooms.service import RoomsConfig, RoomsService
 
 log = logging.getLogger("switchboard.server")
 
@@ -67,6 +80,39 @@ def identity_config(settings: Settings) -> IdentityConfig:
         },
         service_tokens=settings.service_tokens(),
         session_cache_ttl_s=settings.session_cache_ttl_s,
+        email_code_key=email_code_key(decode_key(settings.data_key.get_secret_value())),
+        email_code_ttl_s=settings.email_code_ttl_s,
+        email_code_max_attempts=settings.email_code_max_attempts,
+        email_code_min_interval_s=settings.email_code_min_interval_s,
+        email_code_max_per_hour=settings.email_code_max_per_hour,
+        channel_binding_ttl_s=settings.channel_binding_ttl_s,
+    )
+
+
+def notifications_config(settings: Settings) -> NotificationsConfig:
+    return NotificationsConfig(
+        global_rate=settings.notifications_global_rate,
+        per_chat_interval_s=settings.notifications_per_chat_interval_s,
+        max_attempts=settings.notifications_max_attempts,
+        backoff_base_s=settings.notifications_backoff_base_s,
+        backoff_cap_s=settings.notifications_backoff_cap_s,
+        lease_s=settings.notifications_lease_s,
+        lease_ahead_s=settings.notifications_lease_ahead_s,
+    )
+
+
+def rooms_config(settings: Settings) -> RoomsConfig:
+    return RoomsConfig(
+        max_members=settings.rooms_max_members,
+        max_message_length=settings.rooms_max_message_length,
+        call_max_participants=settings.rooms_call_max_participants,
+        retention_days=settings.rooms_retention_days,
+        retention_interval_s=settings.rooms_retention_interval_s,
+        presence_ttl_s=settings.rooms_presence_ttl_s,
+        stun_urls=tuple(settings.stun_urls),
+        turn_urls=tuple(settings.turn_urls),
+        turn_credential_ttl_s=settings.turn_credential_ttl_s,
+        turn_secret=settings.turn_secret,
     )
 
 
@@ -85,7 +131,17 @@ async def _connect(settings: Settings) -> tuple[asyncpg.Pool, Redis]:
     except migrate.SchemaNotAtHead as exc:
         await pool.close()
         raise StartupError(str(exc)) from None
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    # A blocking pool: a burst (say 200 streams subscribing at once) waits for a connection
+    # rather than failing with MaxConnectionsError and losing a publish.
+    redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_pool_max,
+            timeout=2,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+    )
     return pool, redis
 
 
@@ -95,11 +151,18 @@ async def serve(settings: Settings) -> None:
     stopping = asyncio.Event()
 
     invalidations = Broadcast(redis, "sb:identity:invalidate")
+    data_box = SecretBox.from_text(settings.data_key.get_secret_value())
+
+    async def identity_outbox(connection: asyncpg.Connection, notice: Notice) -> bool:
+        # Identity's notices go into the outbox inside identity's own transaction.
+        return await notifications_repository.enqueue(connection, data_box, notice)
+
     identity = IdentityService(
         IdentityRepository(pool),
         identity_config(settings),
         stopping=stopping,
         publish=invalidations.publish,
+        outbox=identity_outbox,
     )
     await identity.bootstrap()
     background = [asyncio.create_task(invalidations.listen(identity.apply_invalidation))]
@@ -109,11 +172,73 @@ async def serve(settings: Settings) -> None:
             register=[
                 (identity_pb2_grpc.add_AuthServiceServicer_to_server, AuthApi(identity)),
                 (identity_pb2_grpc.add_AdminServiceServicer_to_server, AdminApi(identity)),
+                (channels_pb2_grpc.add_ChannelServiceServicer_to_server, ChannelApi(identity)),
             ],
-            services=list(identity_pb2.DESCRIPTOR.services_by_name.values()),
+            services=[
+                *identity_pb2.DESCRIPTOR.services_by_name.values(),
+                *channels_pb2.DESCRIPTOR.services_by_name.values(),
+            ],
         )
     ]
+    notifications = NotificationsService(
+        NotificationsRepository(pool), data_box, notifications_config(settings)
+    )
+    domains.append(
+        Domain(
+            name="notifications",
+            register=[
+                (
+                    notifications_pb2_grpc.add_NotificationServiceServicer_to_server,
+                    NotificationApi(notifications),
+                ),
+                (
+                    notifications_pb2_grpc.add_NotificationAdminServiceServicer_to_server,
+                    NotificationAdminApi(notifications),
+                ),
+            ],
+            services=list(notifications_pb2.DESCRIPTOR.services_by_name.values()),
+        )
+    )
+    rooms_repo = RoomsRepository(pool)
+    rooms_live = LiveRooms(
+        redis,
+        load_events=rooms_repo.events_after,
+        last_seq=rooms_repo.last_seq,
+        buffer_size=settings.rooms_live_buffer_size,
+        tick_s=settings.rooms_heartbeat_s,
+        presence_ttl_s=settings.rooms_presence_ttl_s,
+    )
+    room_messages = Bucket(settings.rooms_message_rate_per_s, settings.rooms_message_burst)
+    rooms = RoomsService(
+        rooms_repo,
+        rooms_live,
+        rooms_config(settings),
+        stopping=stopping,
+        limiter=(
+            RateLimiter(redis, {"message": room_messages}, prefix="sb:rl:rooms")
+            if settings.rate_limit_enabled
+            else None
+        ),
+    )
+    domains.append(
+        Domain(
+            name="rooms",
+            register=[
+                (rooms_pb2_grpc.add_RoomServiceServicer_to_server, RoomApi(rooms)),
+                (calls_pb2_grpc.add_CallServiceServicer_to_server, CallApi(rooms)),
+            ],
+            services=[
+                *rooms_pb2.DESCRIPTOR.services_by_name.values(),
+                *calls_pb2.DESCRIPTOR.services_by_name.values(),
+            ],
+        )
+    )
     enabled = [d for d in domains if d.name in settings.domains]
+    if "rooms" in settings.domains:
+        background.append(asyncio.create_task(rooms_live.run()))
+        background.append(asyncio.create_task(rooms.run_retention()))
+    if "notifications" in settings.domains:
+        background.append(asyncio.create_task(notifications.maintain()))
 
     limiter = (
         RateLimiter(
@@ -194,6 +319,7 @@ async def serve(settings: Settings) -> None:
     for task in background:
         task.cancel()
     stopping.set()  # streams end promptly; unary calls in flight get the grace period
+    rooms_live.close()
     await server.stop(settings.shutdown_grace_s)
     await redis.aclose()
     await pool.close()

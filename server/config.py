@@ -29,7 +29,7 @@ DOMAINS = ("identity", "notifications", "booking", "rooms", "status", "catalog",
 MIN_SERVICE_TOKEN_LENGTH = 16
 
 # Settings that may only come from the environment.
-SECRET_FIELDS = frozenset({"login_bot_token", "data_key"})
+SECRET_FIELDS = frozenset({"login_bot_token", "data_key", "turn_secret", "smtp_password"})
 
 
 class ConfigError(Exception):
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     pg_pool_min: int = Field(default=2, ge=1)
     pg_pool_max: int = Field(default=10, ge=1)
     redis_url: str
+    # Connections to Redis per replica; a caller beyond it waits (up to 2 s) for a free one
+    # instead of failing. Pub/sub listeners hold one each.
+    redis_pool_max: int = Field(default=64, ge=4)
     # AES-256-GCM key for secrets stored in PostgreSQL (server.kernel.crypto): 32 bytes,
     # urlsafe base64. `make dev` generates one into .data/; deploys set it from a secret.
     data_key: SecretStr
@@ -89,10 +92,80 @@ class Settings(BaseSettings):
     session_cache_ttl_s: float = Field(default=5.0, ge=0)
     handshake_ttl_s: int = Field(default=300, gt=0)
     handshake_heartbeat_s: float = Field(default=10.0, gt=0)
+    # Email one-time codes (login and verification; docs/identity.md): lifetime, wrong
+    # attempts before a code locks, and the per-address request limits.
+    email_code_ttl_s: int = Field(default=600, gt=0)
+    email_code_max_attempts: int = Field(default=5, ge=1)
+    email_code_min_interval_s: float = Field(default=60.0, ge=0)
+    email_code_max_per_hour: int = Field(default=5, ge=1)
+    # Lifetime of a Telegram chat binding code (/start bind_<code>).
+    channel_binding_ttl_s: int = Field(default=600, gt=0)
     super_admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     super_admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
     dev_login_enabled: bool = False
     service_principals: dict[str, ServicePrincipalConfig] = Field(default_factory=dict)
+
+    # Notifications. The server paces sends (global rate, per-chat interval) for all
+    # dispatchers together; the sender settings below are read by workers/dispatcher.
+    notifications_global_rate: float = Field(default=30.0, gt=0, description="messages/s")
+    notifications_per_chat_interval_s: float = Field(default=1.0, ge=0)
+    notifications_max_attempts: int = Field(default=8, ge=1)
+    notifications_backoff_base_s: float = Field(default=2.0, gt=0)
+    notifications_backoff_cap_s: float = Field(default=600.0, gt=0)
+    # How long a dispatcher holds a notification after its send time before it is re-leased.
+    notifications_lease_s: float = Field(default=30.0, gt=0)
+    # How far ahead of now the server hands out send slots in one lease.
+    notifications_lease_ahead_s: float = Field(default=1.0, gt=0)
+    # real: Telegram + SMTP; log: only ids are logged; auto: Telegram for bots with a token.
+    notifications_sender: Literal["real", "log", "auto"] = "real"
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_api_local: bool = False
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "Switchboard <noreply@localhost>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Rooms.
+    rooms_max_members: int = Field(default=500, ge=1, description="members per room, at most")
+    rooms_max_message_length: int = Field(default=4000, ge=1, le=65_536)
+    # Per user and room, on top of the `write` bucket (both off when rate_limit_enabled is false).
+    rooms_message_rate_per_s: float = Field(default=5.0, gt=0)
+    rooms_message_burst: int = Field(default=20, ge=1)
+    rooms_call_max_participants: int = Field(default=4, ge=2, description="peer-to-peer limit")
+    # Messages and stored events older than this are deleted by a periodic job; 0 keeps them.
+    rooms_retention_days: int = Field(default=30, ge=0)
+    rooms_retention_interval_s: float = Field(default=3600.0, gt=0)
+    # Stored events each replica keeps per watched room to serve resumes without PostgreSQL.
+    rooms_live_buffer_size: int = Field(default=1000, ge=1)
+    # Idle streams get a heartbeat this often; it also paces presence refresh and DB catch-up.
+    rooms_heartbeat_s: float = Field(default=15.0, gt=0)
+    # A subscription not refreshed for this long counts as offline (a dead replica's ghosts).
+    rooms_presence_ttl_s: float = Field(default=45.0, gt=0)
+    stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_credential_ttl_s: int = Field(default=86_400, gt=0)
+    # coturn's static-auth-secret (use-auth-secret); env only. Unset: GetIceServers gives STUN only.
+    turn_secret: SecretStr | None = None
+
+    @field_validator("stun_urls", "turn_urls", mode="before")
+    @classmethod
+    def _csv_urls(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("turn_secret", mode="before")
+    @classmethod
+    def _empty_turn_secret_is_unset(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(raw, str) and not raw.strip() else value
+
+    @model_validator(mode="after")
+    def _presence_outlives_heartbeat(self) -> Settings:
+        if self.rooms_presence_ttl_s <= self.rooms_heartbeat_s:
+            raise ValueError("rooms_presence_ttl_s must be longer than rooms_heartbeat_s")
+        return self
 
     # Kernel.
     rate_limit_enabled: bool = True
@@ -115,7 +188,7 @@ class Settings(BaseSettings):
     def _csv_strings(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("login_bot_token", mode="before")
+    @field_validator("login_bot_token", "smtp_password", mode="before")
     @classmethod
     def _empty_secret_is_unset(cls, value: Any) -> Any:
         # An empty token must never become an HMAC key anyone can compute.
@@ -188,6 +261,10 @@ class Settings(BaseSettings):
         if self.login_bot_token is not None:
             values.append(self.login_bot_token.get_secret_value())
         values.append(self.data_key.get_secret_value())
+        if self.turn_secret is not None:
+            values.append(self.turn_secret.get_secret_value())
+        if self.smtp_password is not None:
+            values.append(self.smtp_password.get_secret_value())
         return values
 
     @classmethod

@@ -2,7 +2,11 @@
 
 Order of start: PostgreSQL and Redis (embedded unless ``SWITCHBOARD_PG_DSN`` /
 ``SWITCHBOARD_REDIS_URL`` point at real ones), ``switchboard migrate``, ``switchboard serve``
-(until grpc.health.v1 says SERVING), then Envoy (REST/JSON transcoding in front of gRPC).
+(until grpc.health.v1 says SERVING), then Envoy (REST/JSON transcoding in front of gRPC), then
+the notification dispatcher (``python -m workers.dispatcher``) and, when any
+``SWITCHBOARD_<BOT>_BOT_TOKEN`` is set, the bots (``python -m bots``). Dev service tokens for the
+``login-bot`` and ``dispatcher`` principals are generated into ``.data/service_tokens/`` (like
+the data key) unless ``SWITCHBOARD_SERVICE_TOKEN_*`` is set, and handed to all of them.
 A summary goes to stdout; every child's output goes to ``.data/logs/*.log``.
 SIGINT/SIGTERM/SIGHUP stop everything in reverse order (exit 0); a child that dies on its own
 stops the rest too (exit 1). Nothing reads stdin, so ``nohup make dev &`` works.
@@ -19,14 +23,19 @@ SWITCHBOARD_METRICS_ADDR        Prometheus listen address (127.0.0.1:9464)
 SWITCHBOARD_HTTP_ADDR           Envoy REST listen address (127.0.0.1:8080)
 SWITCHBOARD_ENVOY_ADMIN_PORT    Envoy admin port on 127.0.0.1 (9901)
 SWITCHBOARD_CORS_ORIGINS        comma-separated origins allowed by Envoy's CORS filter
+SWITCHBOARD_<BOT>_BOT_TOKEN     start ``python -m bots`` (e.g. SWITCHBOARD_LOGIN_BOT_TOKEN)
+SWITCHBOARD_DEV_NO_WORKERS      1: start neither the dispatcher nor the bots
 ==============================  ==================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import os
+import re
+import secrets
 import signal
 import subprocess  # nosec B404
 import sys
@@ -71,6 +80,9 @@ DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 DEFAULT_ENVOY_ADMIN_PORT = 9901
+#: Service principals whose tokens `make dev` generates (configs/dev.yaml service_principals).
+DEV_PRINCIPALS = ("login-bot", "dispatcher")
+_BOT_TOKEN_ENV = re.compile(r"^SWITCHBOARD_[A-Z0-9_]+_BOT_TOKEN$")
 
 
 class StackError(RuntimeError):
@@ -198,6 +210,29 @@ class GatewayPackage:
             raise StackError(f"OpenAPI generation from {image} failed: {exc}") from exc
 
 
+# --- workers (dispatcher, bots) ----------------------------------------------------------------
+
+
+def service_token_env(principal: str) -> str:
+    """``"login-bot"`` -> ``SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT`` (as the server reads it)."""
+    return "SWITCHBOARD_SERVICE_TOKEN_" + re.sub(r"[^A-Za-z0-9]", "_", principal).upper()
+
+
+def bot_tokens_set(environ: Mapping[str, str]) -> list[str]:
+    """The ``SWITCHBOARD_<BOT>_BOT_TOKEN`` variables that are set (non-empty), sorted."""
+    return sorted(k for k, v in environ.items() if _BOT_TOKEN_ENV.match(k) and v.strip())
+
+
+def worker_command(name: str) -> list[str] | None:
+    """The command of worker `name` ("dispatcher" or "bots"), or None if its module is absent."""
+    module = {"dispatcher": "workers.dispatcher", "bots": "bots"}[name]
+    try:
+        found = importlib.util.find_spec(f"{module}.__main__") is not None
+    except ModuleNotFoundError:
+        found = False
+    return [sys.executable, "-m", module] if found else None
+
+
 # --- the stack -----------------------------------------------------------------------------------
 
 
@@ -213,7 +248,8 @@ def _is_loopback(host: str) -> bool:
 class DevStack:
     """Starts and stops the dev platform; :func:`run_dev` adds signals and the wait loop.
 
-    ``server_cmd`` / ``migrate_cmd`` / ``gateway`` replace the real ones (tests).
+    ``server_cmd`` / ``migrate_cmd`` / ``gateway`` replace the real ones (tests);
+    ``worker_cmds`` maps "dispatcher" / "bots" to their command (None: do not start it).
     """
 
     def __init__(
@@ -225,6 +261,7 @@ class DevStack:
         migrate_cmd: Sequence[str] | None = None,
         environ: Mapping[str, str] | None = None,
         out: TextIO | None = None,
+        worker_cmds: Mapping[str, Sequence[str] | None] | None = None,
     ) -> None:
         self.settings = settings
         self.gateway: GatewayApi = gateway if gateway is not None else GatewayPackage()
@@ -238,6 +275,11 @@ class DevStack:
         self.redis: EmbeddedRedis | None = None
         self.server: ServerProcess | None = None
         self.envoy: subprocess.Popen[bytes] | None = None
+        self.worker_cmds = dict(worker_cmds) if worker_cmds is not None else None
+        #: Running workers by name ("dispatcher", "bots"), in start order.
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        #: Why a worker was not started, by name (for the summary).
+        self.skipped: dict[str, str] = {}
         self.pg_dsn = settings.pg_dsn or ""
         self.redis_url = settings.redis_url or ""
         self._lock = DirLock(settings.data_dir / "dev.lock")
@@ -264,7 +306,29 @@ class DevStack:
             }
         )
         env.setdefault("SWITCHBOARD_DATA_KEY", self.data_key())
+        for principal in DEV_PRINCIPALS:
+            name = service_token_env(principal)
+            if not env.get(name, "").strip():
+                env[name] = self.service_token(principal)
         return env
+
+    def worker_env(self) -> dict[str, str]:
+        """The environment of the dispatcher and the bots: the server's (same service tokens),
+        pointed at the server, without its listen-only settings."""
+        env = self.server_env()
+        env["SWITCHBOARD_SERVER_ADDR"] = self.settings.grpc_addr
+        env.pop("SWITCHBOARD_METRICS_ADDR", None)  # the server's port
+        return env
+
+    def service_token(self, principal: str) -> str:
+        """A dev service token: generated once into data_dir/service_tokens (owner-only)."""
+        path = self.settings.data_dir / "service_tokens" / principal
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def data_key(self) -> str:
         """The dev data key: generated once into the data dir (owner-only), kept across runs."""
@@ -376,6 +440,44 @@ class DevStack:
             self.gateway.wait_ready(s.envoy_admin_port, timeout=min(s.startup_timeout, 20.0))
             self.say(f"[dev] Envoy on http://{s.http_addr}  ({time.monotonic() - t0:.1f}s)")
 
+        self._start_workers()
+
+    def _worker_cmd(self, name: str) -> list[str] | None:
+        if self.worker_cmds is not None:
+            cmd = self.worker_cmds.get(name)
+            return list(cmd) if cmd is not None else None
+        return worker_command(name)
+
+    def _start_workers(self) -> None:
+        if self.environ.get("SWITCHBOARD_DEV_NO_WORKERS", "").strip() in ("1", "true", "yes"):
+            self.skipped = {
+                "dispatcher": "SWITCHBOARD_DEV_NO_WORKERS is set",
+                "bots": "SWITCHBOARD_DEV_NO_WORKERS is set",
+            }
+            return
+        env = self.worker_env()
+        for name in ("dispatcher", "bots"):
+            cmd = self._worker_cmd(name)
+            if cmd is None:
+                self.skipped[name] = "not available"
+                continue
+            if name == "bots" and not bot_tokens_set(env):
+                self.skipped[name] = "no SWITCHBOARD_<BOT>_BOT_TOKEN set"
+                continue
+            log_path = self.log_path(name)
+            with log_path.open("ab") as log:
+                proc = subprocess.Popen(  # noqa: S603 # nosec B603
+                    cmd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            self.workers[name] = proc
+            self._record(name, proc.pid)
+            self.say(f"[dev] {name} started (pid {proc.pid}, log {_display_path(log_path)})")
+
     # A killed orchestrator (SIGKILL, OOM) leaves its server and Envoy running. Their pids are
     # recorded under data_dir/run/ and the next start, holding dev.lock, stops them.
 
@@ -392,7 +494,7 @@ class DevStack:
 
     def _stop_leftovers(self) -> None:
         run_dir = self.settings.data_dir / "run"
-        for name in ("envoy", "server"):
+        for name in ("bots", "dispatcher", "envoy", "server"):
             pidfile = run_dir / f"{name}.pid"
             try:
                 pid_text, started = pidfile.read_text().split()
@@ -415,11 +517,16 @@ class DevStack:
             return f"PostgreSQL exited; log {self.log_path('postgres')}"
         if self.redis is not None and not self.redis.is_running():
             return f"Redis exited; log {self.log_path('redis')}"
+        for name, proc in self.workers.items():
+            if proc.poll() is not None:
+                return f"{name} exited with {proc.poll()}; log {self.log_path(name)}"
         return None
 
     def stop(self) -> None:
-        """Envoy, then the server (SIGTERM, graceful), then Redis and PostgreSQL. Idempotent."""
+        """The bots and the dispatcher, Envoy, the server (SIGTERM, graceful), then Redis and
+        PostgreSQL. Idempotent."""
         steps: list[tuple[str, Callable[[], object]]] = [
+            ("workers", self._stop_workers),
             ("Envoy", self._stop_envoy),
             ("server", self._stop_server),
             ("Redis", self._stop_redis),
@@ -431,6 +538,18 @@ class DevStack:
             except Exception as exc:  # keep going: the rest must still be stopped
                 self.say(f"[dev] stopping {name} failed: {exc}")
         self._lock.release()
+
+    def _stop_workers(self) -> None:
+        for name in reversed(list(self.workers)):
+            proc = self.workers.pop(name)
+            try:
+                rc = stop_child(proc, signal.SIGTERM, 15.0)
+            except Exception as exc:
+                self.say(f"[dev] stopping {name} failed: {exc}")
+                continue
+            finally:
+                self._forget(name)
+            self.say(f"[dev] {name} stopped ({rc})")
 
     def _stop_envoy(self) -> None:
         proc, self.envoy = self.envoy, None
@@ -475,6 +594,13 @@ class DevStack:
         lines.append(f"  PostgreSQL    {self.pg_dsn}  ({pg_kind})")
         lines.append(f"  Redis         {self.redis_url}  ({redis_kind})")
         lines.append(f"  Logs          {data}/logs/*.log")
+        for name in ("dispatcher", "bots"):
+            proc = self.workers.get(name)
+            label = f"  {name.capitalize():<14}"
+            if proc is not None:
+                lines.append(f"{label}pid {proc.pid}, log {data}/logs/{name}.log")
+            elif name in self.skipped:
+                lines.append(f"{label}not started ({self.skipped[name]})")
         if s.with_envoy:
             lines += [
                 "",

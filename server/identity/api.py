@@ -7,10 +7,19 @@ from datetime import datetime
 from functools import lru_cache
 
 from google.protobuf import timestamp_pb2
+from switchboard.identity.v1 import channels_pb2 as channels_pb
+from switchboard.identity.v1 import channels_pb2_grpc as channels_grpc
 from switchboard.identity.v1 import identity_pb2 as pb
 from switchboard.identity.v1 import identity_pb2_grpc as pb_grpc
 
-from server.identity.model import AuditEvent, IssuedSession, User
+from server.identity.model import (
+    AuditEvent,
+    ChannelView,
+    CodePurpose,
+    IssuedSession,
+    TelegramChannel,
+    User,
+)
 from server.identity.service import IdentityService
 from server.kernel.access import role_to_proto
 from server.kernel.context import ServicerContext, current_call
@@ -43,6 +52,7 @@ def user_to_proto(user: User) -> pb.User:
         role=role_to_proto(user.role),
         create_time=_ts(user.create_time),
         last_login_time=_ts(user.last_login_time),
+        language=user.language,
     )
     if user.telegram_user_id is not None:
         message.telegram_user_id = user.telegram_user_id
@@ -126,6 +136,31 @@ class AuthApi(pb_grpc.AuthServiceServicer):
         )
         return pb.ConfirmTelegramLoginResponse(user=user_to_proto(user))
 
+    async def RequestEmailCode(
+        self, request: pb.RequestEmailCodeRequest, context: ServicerContext
+    ) -> pb.RequestEmailCodeResponse:
+        call = current_call()
+        expire_time, next_time = await self._service.request_email_code(
+            request.email,
+            CodePurpose.LOGIN,
+            principal=call.principal,
+            language=request.language,
+            request_id=call.request_id,
+        )
+        return pb.RequestEmailCodeResponse(
+            expire_time=_ts(expire_time), next_request_time=_ts(next_time)
+        )
+
+    async def VerifyEmailCode(
+        self, request: pb.VerifyEmailCodeRequest, context: ServicerContext
+    ) -> pb.VerifyEmailCodeResponse:
+        user, session = await self._service.login_with_email_code(
+            request.email, request.code, current_call().request_id
+        )
+        return pb.VerifyEmailCodeResponse(
+            session=session_to_proto(session), user=user_to_proto(user)
+        )
+
     async def DevLogin(
         self, request: pb.DevLoginRequest, context: ServicerContext
     ) -> pb.DevLoginResponse:
@@ -181,3 +216,104 @@ class AdminApi(pb_grpc.AdminServiceServicer):
         return pb.ListAuditEventsResponse(
             events=[audit_to_proto(e) for e in events], next_page_token=next_token
         )
+
+
+_CHANNEL_KINDS = {
+    "telegram": channels_pb.CHANNEL_KIND_TELEGRAM,
+    "email": channels_pb.CHANNEL_KIND_EMAIL,
+}
+
+
+def channel_view_to_proto(view: ChannelView) -> channels_pb.Channel:
+    return channels_pb.Channel(
+        id=view.id,
+        kind=_CHANNEL_KINDS[view.kind],
+        telegram_chat_id=view.telegram_chat_id,
+        bot=view.bot,
+        email=view.email,
+        create_time=_ts(view.create_time),
+        confirm_time=_ts(view.confirm_time),
+    )
+
+
+def telegram_channel_to_proto(channel: TelegramChannel) -> channels_pb.Channel:
+    return channels_pb.Channel(
+        id=str(channel.id),
+        kind=channels_pb.CHANNEL_KIND_TELEGRAM,
+        telegram_chat_id=channel.chat_id,
+        bot=channel.bot,
+        create_time=_ts(channel.create_time),
+        confirm_time=_ts(channel.confirm_time),
+    )
+
+
+class ChannelApi(channels_grpc.ChannelServiceServicer):
+    def __init__(self, service: IdentityService) -> None:
+        self._service = service
+
+    async def StartTelegramChannelBinding(
+        self, request: channels_pb.StartTelegramChannelBindingRequest, context: ServicerContext
+    ) -> channels_pb.StartTelegramChannelBindingResponse:
+        code, deep_link, expire_time = await self._service.start_telegram_channel_binding(
+            current_call().principal
+        )
+        return channels_pb.StartTelegramChannelBindingResponse(
+            code=code, deep_link=deep_link, expire_time=_ts(expire_time)
+        )
+
+    async def ConfirmTelegramChannelBinding(
+        self, request: channels_pb.ConfirmTelegramChannelBindingRequest, context: ServicerContext
+    ) -> channels_pb.ConfirmTelegramChannelBindingResponse:
+        call = current_call()
+        channel, user = await self._service.confirm_telegram_channel_binding(
+            call.principal, request.code, request.chat_id, request.bot, call.request_id
+        )
+        return channels_pb.ConfirmTelegramChannelBindingResponse(
+            channel=telegram_channel_to_proto(channel), user=user_to_proto(user)
+        )
+
+    async def ListChannels(
+        self, request: channels_pb.ListChannelsRequest, context: ServicerContext
+    ) -> channels_pb.ListChannelsResponse:
+        views, next_token = await self._service.list_channels(
+            current_call().principal, request.page_size, request.page_token
+        )
+        return channels_pb.ListChannelsResponse(
+            channels=[channel_view_to_proto(v) for v in views], next_page_token=next_token
+        )
+
+    async def DeleteChannel(
+        self, request: channels_pb.DeleteChannelRequest, context: ServicerContext
+    ) -> channels_pb.DeleteChannelResponse:
+        call = current_call()
+        await self._service.delete_channel(call.principal, request.channel_id, call.request_id)
+        return channels_pb.DeleteChannelResponse()
+
+    async def StartEmailVerification(
+        self, request: channels_pb.StartEmailVerificationRequest, context: ServicerContext
+    ) -> channels_pb.StartEmailVerificationResponse:
+        call = current_call()
+        expire_time, next_time = await self._service.request_email_code(
+            request.email,
+            CodePurpose.VERIFY,
+            principal=call.principal,
+            request_id=call.request_id,
+        )
+        return channels_pb.StartEmailVerificationResponse(
+            expire_time=_ts(expire_time), next_request_time=_ts(next_time)
+        )
+
+    async def ConfirmEmailVerification(
+        self, request: channels_pb.ConfirmEmailVerificationRequest, context: ServicerContext
+    ) -> channels_pb.ConfirmEmailVerificationResponse:
+        call = current_call()
+        user = await self._service.confirm_email_verification(
+            call.principal, request.email, request.code, call.request_id
+        )
+        return channels_pb.ConfirmEmailVerificationResponse(user=user_to_proto(user))
+
+    async def SetLanguage(
+        self, request: channels_pb.SetLanguageRequest, context: ServicerContext
+    ) -> channels_pb.SetLanguageResponse:
+        user = await self._service.set_language(current_call().principal, request.language)
+        return channels_pb.SetLanguageResponse(user=user_to_proto(user))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from uuid import UUID
 
 from server.kernel.errors import ERROR_DOMAIN
@@ -26,6 +28,8 @@ class User:
     create_time: datetime
     last_login_time: datetime | None
     delete_time: datetime | None = None
+    language: str = "en"
+    email_verify_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +233,164 @@ class ActingUsers:
     def evict_user(self, user_id: UUID) -> None:
         for key in [k for k, (_, u) in self._by_telegram_id.items() if u.id == user_id]:
             del self._by_telegram_id[key]
+
+
+# --- channels, email codes ----------------------------------------------------------------
+
+LANGUAGES = ("ru", "en", "fr")
+DEFAULT_LANGUAGE = "en"
+DEFAULT_BOT = "login"
+BIND_PREFIX = "bind_"
+EMAIL_CHANNEL_ID = "email"
+EMAIL_CODE_DIGITS = 6
+_BINDING_ALPHABET = string.ascii_letters + string.digits
+
+
+class CodePurpose(StrEnum):
+    LOGIN = "login"
+    VERIFY = "verify"
+
+
+class CodeVerdict(StrEnum):
+    """What presenting a code to the newest code row of an address means."""
+
+    ACCEPTED = "accepted"
+    WRONG = "wrong"  # counted as an attempt
+    LOCKED_NOW = "locked_now"  # wrong, and it was the last attempt: the code locks
+    LOCKED = "locked"  # locked earlier: nothing is counted
+    EXPIRED = "expired"
+    USED = "used"  # consumed earlier (or no code at all)
+
+
+@dataclass(frozen=True, slots=True)
+class EmailCode:
+    id: UUID
+    email: str
+    purpose: CodePurpose
+    user_id: UUID | None
+    code_hash: bytes
+    attempts: int
+    max_attempts: int
+    create_time: datetime
+    expire_time: datetime
+    consume_time: datetime | None
+    lock_time: datetime | None
+    language: str = DEFAULT_LANGUAGE
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_attempts - self.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramChannel:
+    id: UUID
+    user_id: UUID
+    chat_id: int
+    bot: str
+    create_time: datetime
+    confirm_time: datetime | None
+    delete_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    """A confirmed channel as the user sees it: a Telegram chat or the verified email."""
+
+    id: str
+    kind: str  # "telegram" | "email"
+    telegram_chat_id: int = 0
+    bot: str = ""
+    email: str = ""
+    create_time: datetime | None = None
+    confirm_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BindingCode:
+    id: UUID
+    user_id: UUID
+    expire_time: datetime
+    use_time: datetime | None
+    channel_id: UUID | None
+
+
+def normalize_email(address: str) -> str:
+    """Addresses are compared and stored lower-cased, without surrounding blanks."""
+    return address.strip().lower()
+
+
+def mask_email(address: str) -> str:
+    """For logs and audit attributes: ``a***@example.com`` (never the whole address)."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def new_email_code() -> str:
+    """Six uniformly random digits, from the OS's CSPRNG."""
+    return f"{secrets.randbelow(10**EMAIL_CODE_DIGITS):0{EMAIL_CODE_DIGITS}d}"
+
+
+def email_code_key(data_key: bytes) -> bytes:
+    """The HMAC key for email codes, derived from the data key (never the data key itself)."""
+    return hmac.new(data_key, b"switchboard/identity/email-code/v1", hashlib.sha256).digest()
+
+
+def hash_email_code(key: bytes, code_id: UUID, code: str) -> bytes:
+    """HMAC-SHA256 over the row id and the code.
+
+    A six-digit code has only a million values, so a bare hash could be reversed by trying
+    them all; the secret key makes that impossible without the key, and the row id makes every
+    digest unique (the same code sent twice never gives the same digest).
+    """
+    return hmac.new(key, code_id.bytes + b":" + code.encode(), hashlib.sha256).digest()
+
+
+def judge_email_code(row: EmailCode | None, code: str, key: bytes, now: datetime) -> CodeVerdict:
+    """Decide what a presented code means for the newest code row. Constant-time comparison.
+
+    Order matters: a used, locked or expired code is refused before the code is even compared,
+    so those states cannot be probed for the right code (and do not count attempts).
+    """
+    if row is None or row.consume_time is not None:
+        return CodeVerdict.USED
+    if row.lock_time is not None or row.attempts >= row.max_attempts:
+        return CodeVerdict.LOCKED
+    if row.expire_time <= now:
+        return CodeVerdict.EXPIRED
+    if hmac.compare_digest(hash_email_code(key, row.id, code), row.code_hash):
+        return CodeVerdict.ACCEPTED
+    return CodeVerdict.LOCKED_NOW if row.attempts + 1 >= row.max_attempts else CodeVerdict.WRONG
+
+
+def code_request_wait_s(
+    now: datetime,
+    recent: list[datetime],
+    *,
+    min_interval_s: float,
+    max_per_hour: int,
+) -> float:
+    """Seconds until the address may get another code (0: now), given its codes' create times.
+
+    Two rules: at least ``min_interval_s`` since the newest code, and at most ``max_per_hour``
+    codes in any rolling hour.
+    """
+    wait = 0.0
+    if recent:
+        newest = max(recent)
+        wait = max(wait, min_interval_s - (now - newest).total_seconds())
+    window = sorted(t for t in recent if (now - t).total_seconds() < 3600)
+    if len(window) >= max_per_hour:
+        # The oldest code that must leave the window before another fits.
+        leaving = window[len(window) - max_per_hour]
+        wait = max(wait, 3600 - (now - leaving).total_seconds())
+    return max(0.0, wait)
+
+
+def new_binding_code() -> str:
+    """20 letters and digits (~119 bits): fits Telegram's /start parameter with ``bind_``."""
+    return "".join(secrets.choice(_BINDING_ALPHABET) for _ in range(20))
+
+
+def strip_bind_prefix(code: str) -> str:
+    return code[len(BIND_PREFIX) :] if code.startswith(BIND_PREFIX) else code

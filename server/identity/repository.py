@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
 
-from server.identity.model import AuditEvent, Handshake, SessionRecord, User
+from server.identity.model import (
+    AuditEvent,
+    BindingCode,
+    CodePurpose,
+    EmailCode,
+    Handshake,
+    SessionRecord,
+    TelegramChannel,
+    User,
+)
 from server.kernel.principal import Role
 
 _USER_COLUMNS = (
     "id, telegram_user_id, display_name, username, email, role, create_time, "
-    "last_login_time, delete_time"
+    "last_login_time, delete_time, language, email_verify_time"
 )
+_EMAIL_CODE_COLUMNS = (
+    "id, email, purpose, user_id, code_hash, attempts, max_attempts, create_time, expire_time, "
+    "consume_time, lock_time, language"
+)
+_CHANNEL_COLUMNS = "id, user_id, chat_id, bot, create_time, confirm_time, delete_time"
+
+# A connection inside an open transaction (see IdentityRepository.transaction).
+Tx: TypeAlias = asyncpg.Connection
 
 
 def _user(row: asyncpg.Record, prefix: str = "") -> User:
@@ -29,7 +48,19 @@ def _user(row: asyncpg.Record, prefix: str = "") -> User:
         create_time=row[f"{prefix}create_time"],
         last_login_time=row[f"{prefix}last_login_time"],
         delete_time=row[f"{prefix}delete_time"],
+        language=row[f"{prefix}language"],
+        email_verify_time=row[f"{prefix}email_verify_time"],
     )
+
+
+def _email_code(row: asyncpg.Record) -> EmailCode:
+    values = dict(row)
+    values["purpose"] = CodePurpose(values["purpose"])
+    return EmailCode(**values)
+
+
+def _channel(row: asyncpg.Record) -> TelegramChannel:
+    return TelegramChannel(**dict(row))
 
 
 class IdentityRepository:
@@ -174,8 +205,10 @@ class IdentityRepository:
 
     # --- sessions ------------------------------------------------------------------------
 
-    async def create_session(self, user_id: UUID, token_hash: bytes, expire_time: datetime) -> UUID:
-        session_id: UUID = await self._pool.fetchval(
+    async def create_session(
+        self, user_id: UUID, token_hash: bytes, expire_time: datetime, tx: Tx | None = None
+    ) -> UUID:
+        session_id: UUID = await (tx or self._pool).fetchval(
             """
             INSERT INTO identity_sessions (user_id, token_hash, expire_time)
             VALUES ($1, $2, $3) RETURNING id
@@ -192,7 +225,8 @@ class IdentityRepository:
             SELECT s.id AS session_id, s.expire_time AS session_expire_time,
                    s.revoke_time AS session_revoke_time,
                    u.id, u.telegram_user_id, u.display_name, u.username, u.email, u.role,
-                   u.create_time, u.last_login_time, u.delete_time
+                   u.create_time, u.last_login_time, u.delete_time, u.language,
+                   u.email_verify_time
             FROM identity_sessions s JOIN identity_users u ON u.id = s.user_id
             WHERE s.token_hash = $1
             """,
@@ -292,6 +326,271 @@ class IdentityRepository:
                 expire_time,
             )
             return _user(row), session_id
+
+    # --- transactions --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """One connection in one transaction: commits when the block ends, rolls back on error."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield connection
+
+    # --- language, email ----------------------------------------------------------------
+
+    async def set_language(self, user_id: UUID, language: str) -> User | None:
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE identity_users SET language = $2
+            WHERE id = $1 AND delete_time IS NULL RETURNING {_USER_COLUMNS}
+            """,
+            user_id,
+            language,
+        )
+        return _user(row) if row is not None else None
+
+    async def get_user_tx(self, tx: Tx, user_id: UUID) -> User | None:
+        row = await tx.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM identity_users WHERE id = $1", user_id
+        )
+        return _user(row) if row is not None else None
+
+    async def find_email_user(self, tx: Tx, email: str) -> User | None:
+        row = await tx.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM identity_users WHERE lower(email) = $1", email
+        )
+        return _user(row) if row is not None else None
+
+    async def email_login_user(
+        self,
+        tx: Tx,
+        email: str,
+        *,
+        display_name: str,
+        language: str,
+        super_admin: bool,
+        now: datetime,
+    ) -> User:
+        """The user of a proven address: created on first login, else marked verified and seen."""  # fmt: skip
+        row = await tx.fetchrow(
+            f"""
+            INSERT INTO identity_users AS u
+                (email, email_verify_time, display_name, role, last_login_time, language)
+            VALUES ($1, $5, $2, CASE WHEN $4 THEN 'super_admin' ELSE 'user' END, $5, $3)
+            ON CONFLICT ((lower(email))) WHERE email IS NOT NULL DO UPDATE SET
+                email_verify_time = COALESCE(u.email_verify_time, EXCLUDED.email_verify_time),
+                last_login_time = EXCLUDED.last_login_time,
+                role = CASE WHEN $4 THEN 'super_admin' ELSE u.role END
+            RETURNING {_USER_COLUMNS}
+            """,
+            email,
+            display_name,
+            language,
+            super_admin,
+            now,
+        )
+        assert row is not None
+        return _user(row)
+
+    async def set_verified_email(
+        self, tx: Tx, user_id: UUID, email: str, *, super_admin: bool, now: datetime
+    ) -> User | None:
+        """Make ``email`` the user's verified address (asyncpg.UniqueViolationError if taken)."""
+        row = await tx.fetchrow(
+            f"""
+            UPDATE identity_users SET email = $2, email_verify_time = $3,
+                role = CASE WHEN $4 THEN 'super_admin' ELSE role END
+            WHERE id = $1 AND delete_time IS NULL RETURNING {_USER_COLUMNS}
+            """,
+            user_id,
+            email,
+            now,
+            super_admin,
+        )
+        return _user(row) if row is not None else None
+
+    # --- email codes ---------------------------------------------------------------------
+
+    async def lock_email_address(self, tx: Tx, email: str) -> None:
+        """Serialize code requests for one address until the transaction ends."""
+        await tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('identity.email_code:' || $1, 0))",
+            email,
+        )
+
+    async def email_code_times(self, tx: Tx, email: str, since: datetime) -> list[datetime]:
+        rows = await tx.fetch(
+            """
+            SELECT create_time FROM identity_email_codes
+            WHERE email = $1 AND create_time > $2 ORDER BY create_time DESC
+            """,
+            email,
+            since,
+        )
+        return [r["create_time"] for r in rows]
+
+    async def insert_email_code(self, tx: Tx, code: EmailCode) -> None:
+        await tx.execute(
+            """
+            INSERT INTO identity_email_codes
+                (id, email, purpose, user_id, code_hash, attempts, max_attempts, create_time,
+                 expire_time, language)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            """,
+            code.id,
+            code.email,
+            code.purpose.value,
+            code.user_id,
+            code.code_hash,
+            code.attempts,
+            code.max_attempts,
+            code.create_time,
+            code.expire_time,
+            code.language,
+        )
+
+    async def newest_email_code(
+        self, tx: Tx, email: str, purpose: CodePurpose, user_id: UUID | None
+    ) -> EmailCode | None:
+        """The newest code of the address for the purpose (and user), locked for this transaction."""
+        row = await tx.fetchrow(
+            f"""
+            SELECT {_EMAIL_CODE_COLUMNS} FROM identity_email_codes
+            WHERE email = $1 AND purpose = $2 AND user_id IS NOT DISTINCT FROM $3
+            ORDER BY create_time DESC, id
+            LIMIT 1
+            FOR UPDATE
+            """,
+            email,
+            purpose.value,
+            user_id,
+        )
+        return _email_code(row) if row is not None else None
+
+    async def count_email_code_failure(
+        self, tx: Tx, code_id: UUID, *, lock: bool, now: datetime
+    ) -> None:
+        await tx.execute(
+            """
+            UPDATE identity_email_codes
+            SET attempts = attempts + 1, lock_time = CASE WHEN $2 THEN $3 ELSE lock_time END
+            WHERE id = $1
+            """,
+            code_id,
+            lock,
+            now,
+        )
+
+    async def consume_email_code(self, tx: Tx, code_id: UUID, now: datetime) -> None:
+        await tx.execute(
+            "UPDATE identity_email_codes SET consume_time = $2 WHERE id = $1", code_id, now
+        )
+
+    # --- Telegram channels ---------------------------------------------------------------
+
+    async def create_binding_code(
+        self, user_id: UUID, code_hash: bytes, now: datetime, expire_time: datetime
+    ) -> None:
+        await self._pool.execute(
+            """
+            INSERT INTO identity_telegram_binding_codes
+                (code_hash, user_id, create_time, expire_time)
+            VALUES ($1, $2, $3, $4)
+            """,
+            code_hash,
+            user_id,
+            now,
+            expire_time,
+        )
+
+    async def binding_code_for_update(self, tx: Tx, code_hash: bytes) -> BindingCode | None:
+        row = await tx.fetchrow(
+            """
+            SELECT id, user_id, expire_time, use_time, channel_id
+            FROM identity_telegram_binding_codes WHERE code_hash = $1 FOR UPDATE
+            """,
+            code_hash,
+        )
+        return BindingCode(**dict(row)) if row is not None else None
+
+    async def live_channel_of_chat(self, tx: Tx, bot: str, chat_id: int) -> TelegramChannel | None:
+        row = await tx.fetchrow(
+            f"""
+            SELECT {_CHANNEL_COLUMNS} FROM identity_telegram_channels
+            WHERE bot = $1 AND chat_id = $2 AND delete_time IS NULL
+            """,
+            bot,
+            chat_id,
+        )
+        return _channel(row) if row is not None else None
+
+    async def get_channel(self, tx: Tx, channel_id: UUID) -> TelegramChannel | None:
+        row = await tx.fetchrow(
+            f"SELECT {_CHANNEL_COLUMNS} FROM identity_telegram_channels WHERE id = $1",
+            channel_id,
+        )
+        return _channel(row) if row is not None else None
+
+    async def insert_confirmed_channel(
+        self, tx: Tx, user_id: UUID, chat_id: int, bot: str, now: datetime
+    ) -> TelegramChannel:
+        """asyncpg.UniqueViolationError when the chat is bound to a live user already."""
+        row = await tx.fetchrow(
+            f"""
+            INSERT INTO identity_telegram_channels
+                (user_id, chat_id, bot, create_time, confirm_time)
+            VALUES ($1, $2, $3, $4, $4) RETURNING {_CHANNEL_COLUMNS}
+            """,
+            user_id,
+            chat_id,
+            bot,
+            now,
+        )
+        assert row is not None
+        return _channel(row)
+
+    async def use_binding_code(
+        self, tx: Tx, code_id: UUID, channel_id: UUID, now: datetime
+    ) -> None:
+        await tx.execute(
+            """
+            UPDATE identity_telegram_binding_codes SET use_time = $3, channel_id = $2
+            WHERE id = $1 AND use_time IS NULL
+            """,
+            code_id,
+            channel_id,
+            now,
+        )
+
+    async def list_channels(
+        self, user_id: UUID, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[TelegramChannel]:
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_CHANNEL_COLUMNS} FROM identity_telegram_channels
+            WHERE user_id = $1 AND delete_time IS NULL AND confirm_time IS NOT NULL
+              AND ($2::timestamptz IS NULL OR (create_time, id) > ($2, $3::uuid))
+            ORDER BY create_time, id
+            LIMIT $4
+            """,
+            user_id,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+        return [_channel(r) for r in rows]
+
+    async def delete_channel(self, user_id: UUID, channel_id: UUID) -> TelegramChannel | None:
+        """Soft-delete the user's channel; returns it (also when already deleted), else None."""
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE identity_telegram_channels
+            SET delete_time = COALESCE(delete_time, now())
+            WHERE id = $1 AND user_id = $2 RETURNING {_CHANNEL_COLUMNS}
+            """,
+            channel_id,
+            user_id,
+        )
+        return _channel(row) if row is not None else None
 
     # --- audit ---------------------------------------------------------------------------
 

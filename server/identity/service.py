@@ -5,24 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import asyncpg
 from pydantic import SecretStr
 
 from server.identity import model
-from server.identity.model import ActingUsers, IssuedSession, SessionCache, User
-from server.identity.repository import IdentityRepository
+from server.identity.model import (
+    ActingUsers,
+    ChannelView,
+    CodePurpose,
+    CodeVerdict,
+    EmailCode,
+    IssuedSession,
+    SessionCache,
+    TelegramChannel,
+    User,
+)
+from server.identity.repository import IdentityRepository, Tx
 from server.kernel import paging
 from server.kernel.errors import (
+    AlreadyExists,
+    DomainError,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -33,9 +48,14 @@ from server.kernel.principal import (
     ServicePrincipal,
     UserPrincipal,
 )
+from server.notifications.model import Channel, Notice, ToEmail, ToTelegramChat
 
 log = logging.getLogger(__name__)
 D = model.DOMAIN
+
+# Queues a notice in the caller's open transaction (server.notifications.repository.enqueue
+# with the data key's SecretBox bound); True when queued, False for a known dedup key.
+Outbox = Callable[[Tx, Notice], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,13 @@ class IdentityConfig:
     service_principals: dict[str, frozenset[str]]  # name -> scopes
     service_tokens: dict[str, SecretStr]  # name -> token (hashed at construction)
     session_cache_ttl_s: float = 0.0
+    # Email codes (docs/identity.md). The key is derived from SWITCHBOARD_DATA_KEY.
+    email_code_key: bytes = b""
+    email_code_ttl_s: int = 600
+    email_code_max_attempts: int = 5
+    email_code_min_interval_s: float = 60.0
+    email_code_max_per_hour: int = 5
+    channel_binding_ttl_s: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +102,10 @@ class IdentityService:
         stopping: asyncio.Event | None = None,
         clock: Callable[[], datetime] = _utcnow,
         publish: Callable[[str], Awaitable[None]] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._repo = repo
+        self._outbox = outbox
         self._config = config
         self._clock = clock
         self._stopping = stopping or asyncio.Event()
@@ -480,6 +509,471 @@ class IdentityService:
             events = events[:size]
             next_token = paging.encode({"b": events[-1].id})
         return events, next_token
+
+    # --- email codes: login and verification ----------------------------------------------
+
+    def _code_key(self) -> bytes:
+        # An empty HMAC key would make six-digit digests reversible by anyone.
+        if not self._config.email_code_key:
+            raise FailedPrecondition(
+                "EMAIL_CODES_NOT_CONFIGURED", "this server cannot issue email codes", domain=D
+            )
+        return self._config.email_code_key
+
+    async def _enqueue(self, tx: Tx, notice: Notice) -> None:
+        if self._outbox is None:
+            raise FailedPrecondition(
+                "NOTIFICATIONS_NOT_CONFIGURED", "this server cannot send notifications", domain=D
+            )
+        await self._outbox(tx, notice)
+
+    async def request_email_code(
+        self,
+        email_address: str,
+        purpose: CodePurpose,
+        *,
+        principal: Principal | None = None,
+        language: str = "",
+        request_id: str = "",
+    ) -> tuple[datetime, datetime]:
+        """Store a new code for the address and queue its mail, in one transaction.
+
+        Returns (code expire time, earliest time of the next request). Refused with
+        RESOURCE_EXHAUSTED EMAIL_CODE_RATE_LIMITED (with the wait) when the address asked too
+        often. For VERIFY, the code belongs to the calling user.
+        """
+        config = self._config
+        email = model.normalize_email(email_address)
+        user_id: UUID | None = None
+        if purpose is CodePurpose.VERIFY:
+            if principal is None or principal.user is None:
+                raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
+            user_id = principal.user.user_id
+        now = self._clock()
+        code = model.new_email_code()
+        code_id = uuid4()
+        async with self._repo.transaction() as tx:
+            await self._repo.lock_email_address(tx, email)
+            recent = await self._repo.email_code_times(tx, email, now - timedelta(hours=1))
+            wait = model.code_request_wait_s(
+                now,
+                recent,
+                min_interval_s=config.email_code_min_interval_s,
+                max_per_hour=config.email_code_max_per_hour,
+            )
+            if wait > 0:
+                retry_after = math.ceil(wait)
+                raise ResourceExhausted(
+                    "EMAIL_CODE_RATE_LIMITED",
+                    f"too many codes for this address; try again in {retry_after} s",
+                    retry_after_s=retry_after,
+                    domain=D,
+                    metadata={"retry_after_s": str(retry_after)},
+                )
+            if user_id is not None:
+                owner = await self._repo.get_user_tx(tx, user_id)
+                if owner is None or owner.delete_time is not None:
+                    raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
+                mail_language = owner.language
+            else:
+                known = await self._repo.find_email_user(tx, email)
+                mail_language = (
+                    known.language
+                    if known is not None and known.delete_time is None
+                    else (language or model.DEFAULT_LANGUAGE)
+                )
+            row = EmailCode(
+                id=code_id,
+                email=email,
+                purpose=purpose,
+                user_id=user_id,
+                code_hash=model.hash_email_code(self._code_key(), code_id, code),
+                attempts=0,
+                max_attempts=config.email_code_max_attempts,
+                create_time=now,
+                expire_time=now + timedelta(seconds=config.email_code_ttl_s),
+                consume_time=None,
+                lock_time=None,
+                language=mail_language,
+            )
+            await self._repo.insert_email_code(tx, row)
+            await self._enqueue(
+                tx,
+                Notice(
+                    ToEmail(email, mail_language),
+                    Channel.EMAIL,
+                    "identity.email_code",
+                    {"code": code, "ttl_minutes": str(math.ceil(config.email_code_ttl_s / 60))},
+                    dedup_key=f"identity.email_code:{code_id}",
+                ),
+            )
+        await self.record(
+            actor=principal.label() if principal is not None else "anonymous",
+            action="auth.email_code_sent",
+            target=f"email:{model.mask_email(email)}",
+            request_id=request_id,
+            attributes={"purpose": purpose.value, "code_id": str(code_id)},
+        )
+        next_wait = model.code_request_wait_s(
+            now,
+            [*recent, now],
+            min_interval_s=config.email_code_min_interval_s,
+            max_per_hour=config.email_code_max_per_hour,
+        )
+        return row.expire_time, now + timedelta(seconds=next_wait)
+
+    async def _judge_email_code(
+        self,
+        tx: Tx,
+        email: str,
+        purpose: CodePurpose,
+        user_id: UUID | None,
+        code: str,
+        now: datetime,
+    ) -> tuple[CodeVerdict, EmailCode | None]:
+        """Judge the presented code against the address's newest code and record the outcome.
+
+        The row is locked (FOR UPDATE) for the transaction, so concurrent guesses are counted
+        one after another and can never exceed the attempt limit.
+        """
+        row = await self._repo.newest_email_code(tx, email, purpose, user_id)
+        verdict = model.judge_email_code(row, code, self._code_key(), now)
+        if row is not None and verdict in (CodeVerdict.WRONG, CodeVerdict.LOCKED_NOW):
+            await self._repo.count_email_code_failure(
+                tx, row.id, lock=verdict is CodeVerdict.LOCKED_NOW, now=now
+            )
+        elif row is not None and verdict is CodeVerdict.ACCEPTED:
+            await self._repo.consume_email_code(tx, row.id, now)
+        return verdict, row
+
+    async def _email_code_refused(
+        self,
+        verdict: CodeVerdict,
+        row: EmailCode | None,
+        email: str,
+        *,
+        actor: str,
+        action: str,
+        request_id: str,
+    ) -> DomainError:
+        """Audit a refused code and return the error the caller gets."""
+        error: DomainError
+        if verdict is CodeVerdict.WRONG:
+            left = row.attempts_left - 1 if row is not None else 0
+            error = InvalidArgument(
+                "EMAIL_CODE_WRONG",
+                f"the code is wrong; {left} attempt(s) left",
+                violations=[FieldViolation("code", "is not the code sent", "EMAIL_CODE_WRONG")],
+                domain=D,
+                metadata={"attempts_left": str(left)},
+            )
+        elif verdict in (CodeVerdict.LOCKED, CodeVerdict.LOCKED_NOW):
+            error = FailedPrecondition(
+                "EMAIL_CODE_LOCKED",
+                "too many wrong attempts: this code is locked; request a new one",
+                domain=D,
+                metadata={"attempts_left": "0"},
+            )
+        elif verdict is CodeVerdict.EXPIRED:
+            error = FailedPrecondition(
+                "EMAIL_CODE_EXPIRED", "the code has expired; request a new one", domain=D
+            )
+        else:
+            error = NotFound(
+                "EMAIL_CODE_NOT_FOUND",
+                "no pending code for this address; request a new one",
+                domain=D,
+            )
+        target = f"email:{model.mask_email(email)}"
+        attributes = {"reason": error.reason, "method": "email"}
+        if row is not None:
+            attributes["code_id"] = str(row.id)
+        await self.record(
+            actor=actor, action=action, target=target, request_id=request_id,
+            attributes=attributes,
+        )  # fmt: skip
+        if verdict is CodeVerdict.LOCKED_NOW:
+            await self.record(
+                actor=actor, action="auth.email_code_locked", target=target,
+                request_id=request_id, attributes=attributes,
+            )  # fmt: skip
+        return error
+
+    async def login_with_email_code(
+        self, email_address: str, code: str, request_id: str
+    ) -> tuple[User, IssuedSession]:
+        """Log in with the newest login code of the address; the first login creates the user."""
+        email = model.normalize_email(email_address)
+        now = self._clock()
+        token = model.new_session_token()
+        expire_time = model.session_expiry(now, self._config.session_ttl_s)
+        user: User | None = None
+        session_id: UUID | None = None
+        async with self._repo.transaction() as tx:
+            verdict, row = await self._judge_email_code(
+                tx, email, CodePurpose.LOGIN, None, code, now
+            )
+            if verdict is CodeVerdict.ACCEPTED and row is not None:
+                user = await self._repo.email_login_user(
+                    tx,
+                    email,
+                    display_name=email.partition("@")[0][:64],
+                    language=row.language,
+                    super_admin=email in self._config.super_admin_emails,
+                    now=now,
+                )
+                if user.delete_time is not None:
+                    raise PermissionDenied("USER_DELETED", "this user has been deleted", domain=D)
+                session_id = await self._repo.create_session(
+                    user.id, model.hash_token(token), expire_time, tx
+                )
+        if user is None or session_id is None:
+            raise await self._email_code_refused(
+                verdict, row, email, actor="anonymous", action="auth.login_failed",
+                request_id=request_id,
+            )  # fmt: skip
+        await self._invalidate(user_id=user.id)
+        await self.record(
+            actor=f"user:{user.id}",
+            action="auth.login",
+            target=f"user:{user.id}",
+            request_id=request_id,
+            attributes={"method": "email"},
+        )
+        return user, IssuedSession(id=session_id, token=token, expire_time=expire_time)
+
+    async def confirm_email_verification(
+        self, principal: Principal, email_address: str, code: str, request_id: str
+    ) -> User:
+        """Make the address the caller's verified email, with the code sent to it."""
+        if principal.user is None:
+            raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
+        user_id = principal.user.user_id
+        email = model.normalize_email(email_address)
+        now = self._clock()
+        user: User | None = None
+        try:
+            async with self._repo.transaction() as tx:
+                verdict, row = await self._judge_email_code(
+                    tx, email, CodePurpose.VERIFY, user_id, code, now
+                )
+                if verdict is CodeVerdict.ACCEPTED and row is not None:
+                    user = await self._repo.set_verified_email(
+                        tx,
+                        user_id,
+                        email,
+                        super_admin=email in self._config.super_admin_emails,
+                        now=now,
+                    )
+                    if user is None:
+                        raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
+                    await self._enqueue(
+                        tx,
+                        Notice(
+                            ToEmail(email, user.language),
+                            Channel.EMAIL,
+                            "identity.email_verified",
+                            {},
+                            dedup_key=f"identity.email_verified:{row.id}",
+                        ),
+                    )
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(
+                "EMAIL_IN_USE", "this address is the email of another account", domain=D
+            ) from None
+        actor = principal.label()
+        if user is None:
+            raise await self._email_code_refused(
+                verdict, row, email, actor=actor, action="channel.email_verify_failed",
+                request_id=request_id,
+            )  # fmt: skip
+        await self._invalidate(user_id=user.id)
+        await self.record(
+            actor=actor,
+            action="channel.email_verified",
+            target=f"user:{user.id}",
+            request_id=request_id,
+            attributes={"email": model.mask_email(email)},
+        )
+        return user
+
+    # --- Telegram chat channels ------------------------------------------------------------
+
+    async def start_telegram_channel_binding(
+        self, principal: Principal
+    ) -> tuple[str, str, datetime]:
+        if principal.user is None:
+            raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
+        code = model.new_binding_code()
+        now = self._clock()
+        expire_time = now + timedelta(seconds=self._config.channel_binding_ttl_s)
+        await self._repo.create_binding_code(
+            principal.user.user_id, model.hash_token(code), now, expire_time
+        )
+        deep_link = (
+            f"https://t.me/{self._config.login_bot_username}?start={model.BIND_PREFIX}{code}"
+        )
+        return code, deep_link, expire_time
+
+    async def confirm_telegram_channel_binding(
+        self, principal: Principal, code: str, chat_id: int, bot: str, request_id: str
+    ) -> tuple[TelegramChannel, User]:
+        """Bind the chat to the user who started the binding and queue the chat's greeting."""
+        bot = bot or model.DEFAULT_BOT
+        digest = model.hash_token(model.strip_bind_prefix(code))
+        now = self._clock()
+        not_found = NotFound(
+            "BINDING_CODE_NOT_FOUND", "the binding code is unknown, used or expired", domain=D
+        )
+        retried = False
+        try:
+            async with self._repo.transaction() as tx:
+                binding = await self._repo.binding_code_for_update(tx, digest)
+                if binding is None:
+                    raise not_found
+                user = await self._repo.get_user_tx(tx, binding.user_id)
+                if user is None or user.delete_time is not None:
+                    raise not_found
+                if binding.use_time is not None:
+                    # A retry of the same confirmation answers the same; anything else is refused.
+                    used = (
+                        await self._repo.get_channel(tx, binding.channel_id)
+                        if binding.channel_id is not None
+                        else None
+                    )
+                    if (
+                        used is None
+                        or used.delete_time is not None
+                        or (used.chat_id, used.bot) != (chat_id, bot)
+                    ):
+                        raise not_found
+                    channel, retried = used, True
+                else:
+                    if binding.expire_time <= now:
+                        raise not_found
+                    existing = await self._repo.live_channel_of_chat(tx, bot, chat_id)
+                    if existing is not None and existing.user_id != user.id:
+                        raise _chat_bound_elsewhere()
+                    channel = existing or await self._repo.insert_confirmed_channel(
+                        tx, user.id, chat_id, bot, now
+                    )
+                    await self._repo.use_binding_code(tx, binding.id, channel.id, now)
+                    await self._enqueue(
+                        tx,
+                        Notice(
+                            ToTelegramChat(chat_id, bot, user.language),
+                            Channel.TELEGRAM,
+                            "identity.telegram_channel_bound",
+                            {},
+                            dedup_key=f"identity.telegram_channel_bound:{channel.id}",
+                        ),
+                    )
+        except asyncpg.UniqueViolationError:
+            raise _chat_bound_elsewhere() from None
+        if not retried:
+            await self.record(
+                actor=principal.label(),
+                action="channel.telegram_bound",
+                target=f"user:{user.id}",
+                request_id=request_id,
+                attributes={"channel_id": str(channel.id), "bot": bot},
+            )
+        return channel, user
+
+    async def list_channels(
+        self, principal: Principal, page_size: int, page_token: str
+    ) -> tuple[list[ChannelView], str]:
+        if principal.user is None:
+            raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
+        cursor = paging.decode(page_token)
+        after: tuple[datetime, UUID] | None = None
+        if cursor is not None:
+            try:
+                after = (datetime.fromisoformat(cursor["t"]), UUID(cursor["i"]))
+            except (KeyError, TypeError, ValueError):
+                raise _bad_page_token() from None
+        size = paging.page_size(page_size)
+        views: list[ChannelView] = []
+        if cursor is None:
+            user = await self._repo.get_user(principal.user.user_id)
+            if user is not None and user.email and user.email_verify_time is not None:
+                views.append(
+                    ChannelView(
+                        id=model.EMAIL_CHANNEL_ID,
+                        kind="email",
+                        email=user.email,
+                        create_time=user.email_verify_time,
+                        confirm_time=user.email_verify_time,
+                    )
+                )
+        room = size - len(views)
+        chats = await self._repo.list_channels(principal.user.user_id, after, room + 1)
+        next_token = ""
+        if len(chats) > room:
+            chats = chats[:room]
+            last = chats[-1] if chats else None
+            if last is not None:
+                next_token = paging.encode({"t": last.create_time.isoformat(), "i": str(last.id)})
+            else:  # a page of size 1 held the email: the chats start on the next page
+                next_token = paging.encode({"t": datetime.min.replace(tzinfo=UTC).isoformat(),
+                                            "i": str(UUID(int=0))})  # fmt: skip
+        views.extend(
+            ChannelView(
+                id=str(c.id),
+                kind="telegram",
+                telegram_chat_id=c.chat_id,
+                bot=c.bot,
+                create_time=c.create_time,
+                confirm_time=c.confirm_time,
+            )
+            for c in chats
+        )
+        return views, next_token
+
+    async def delete_channel(self, principal: Principal, channel_id: str, request_id: str) -> None:
+        if principal.user is None:
+            raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
+        if channel_id == model.EMAIL_CHANNEL_ID:
+            raise FailedPrecondition(
+                "EMAIL_CHANNEL_NOT_DELETABLE",
+                "the email channel cannot be deleted; verify another address instead",
+                domain=D,
+            )
+        target = _parse_uuid(channel_id, "channel_id")
+        channel = await self._repo.delete_channel(principal.user.user_id, target)
+        if channel is None:
+            raise NotFound("CHANNEL_NOT_FOUND", "no such channel", domain=D)
+        await self.record(
+            actor=principal.label(),
+            action="channel.telegram_deleted",
+            target=f"user:{channel.user_id}",
+            request_id=request_id,
+            attributes={"channel_id": str(channel.id), "bot": channel.bot},
+        )
+
+    async def set_language(self, principal: Principal, language: str) -> User:
+        if principal.user is None:
+            raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
+        if language not in model.LANGUAGES:
+            raise InvalidArgument(
+                "INVALID_FIELDS",
+                "language must be ru, en or fr",
+                violations=[FieldViolation("language", "must be ru, en or fr")],
+                domain=D,
+            )
+        user = await self._repo.set_language(principal.user.user_id, language)
+        if user is None:
+            raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
+        await self._invalidate(user_id=user.id)
+        return user
+
+
+def _chat_bound_elsewhere() -> AlreadyExists:
+    return AlreadyExists(
+        "TELEGRAM_CHAT_BOUND_ELSEWHERE",
+        "this chat is already bound to another account; unbind it there first",
+        domain=D,
+    )
 
 
 def _bad_page_token() -> InvalidArgument:

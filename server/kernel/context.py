@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from dataclasses import dataclass, field
@@ -39,9 +40,7 @@ def bind(call: CallContext) -> contextvars.Token[CallContext]:
 
 
 def unbind(token: contextvars.Token[CallContext]) -> None:
-    try:
+    # A cancelled server stream's generator is finalized by the event loop in another
+    # context; the context the token belongs to is gone with its task, nothing to reset.
+    with contextlib.suppress(ValueError):
         _current.reset(token)
-    except ValueError:
-        # A cancelled server stream's generator is finalized by the event loop in another
-        # context; the context the token belongs to is gone with its task, nothing to reset.
-        pass

@@ -114,6 +114,23 @@ def _code_of(context: ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+def bytes_passthrough(
+    serializer: Callable[[Any], bytes] | None,
+) -> Callable[[Any], bytes] | None:
+    """A streaming handler may yield an already serialized response (``bytes``) instead of a
+    message: it is written as it is. Used where one encoding is shared by many streams (room
+    fan-out); the bytes must be a valid encoding of the method's response type."""
+    if serializer is None:
+        return None
+
+    def serialize(message: Any) -> bytes:
+        if type(message) is bytes:
+            return message
+        return serializer(message)
+
+    return serialize
+
+
 class Pipeline(grpc.aio.ServerInterceptor):
     def __init__(
         self,
@@ -195,7 +212,7 @@ class Pipeline(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                response_serializer=bytes_passthrough(handler.response_serializer),
             )
         # Client and bidi streaming: only server reflection (public infrastructure) uses them;
         # our contracts do not yet, so refuse those rather than let them bypass the checks.

@@ -30,6 +30,8 @@ class Secrets:
     plain_worker_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     dispatcher_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     data_key: str = field(default_factory=generate_key)
+    # coturn static-auth-secret (rooms: GetIceServers TURN credentials).
+    turn_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     # Session tokens handed out during the run (tests append what they receive).
     issued: list[str] = field(default_factory=list)
 
@@ -40,6 +42,7 @@ class Secrets:
             self.plain_worker_token,
             self.dispatcher_token,
             self.data_key,
+            self.turn_secret,
             *self.issued,
         ]
 
@@ -88,6 +91,7 @@ def server_env(
         "SWITCHBOARD_SERVICE_TOKEN_PLAIN_WORKER": secrets_.plain_worker_token,
         "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER": secrets_.dispatcher_token,
         "SWITCHBOARD_DATA_KEY": secrets_.data_key,
+        "SWITCHBOARD_TURN_SECRET": secrets_.turn_secret,
         "SWITCHBOARD_SUPER_ADMIN_TELEGRAM_IDS": str(SUPER_ADMIN_TELEGRAM_ID),
         "SWITCHBOARD_CONFIG_DIR": str(ROOT / "configs"),
     }

@@ -27,6 +27,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "AuthService/StartTelegramLogin": dict.fromkeys(CALLERS, OK),
     "AuthService/WaitTelegramLogin": dict.fromkeys(CALLERS, OK),
     "AuthService/DevLogin": dict.fromkeys(CALLERS, OK),
+    "AuthService/RequestEmailCode": dict.fromkeys(CALLERS, OK),
+    "AuthService/VerifyEmailCode": dict.fromkeys(CALLERS, OK),
     "AuthService/ConfirmTelegramLogin": {
         "anonymous": UNAUTH, "user": DENIED, "admin": DENIED, "super_admin": DENIED,
         "bot": OK, "bot_as_user": OK, "worker": DENIED,
@@ -105,6 +107,12 @@ def _calls(api: Api) -> dict[str, Callable[[Metadata], Awaitable[Any]]]:
         ),
         "AuthService/ConfirmTelegramLogin": lambda md: api.auth.ConfirmTelegramLogin(
             pb.ConfirmTelegramLoginRequest(code="unknown-code-123"), metadata=md
+        ),
+        "AuthService/RequestEmailCode": lambda md: api.auth.RequestEmailCode(
+            pb.RequestEmailCodeRequest(email=f"matrix-{uuid.uuid4().hex}@example.com"), metadata=md
+        ),
+        "AuthService/VerifyEmailCode": lambda md: api.auth.VerifyEmailCode(
+            pb.VerifyEmailCodeRequest(email="nobody@example.com", code="000000"), metadata=md
         ),
         "AuthService/Logout": lambda md: api.auth.Logout(pb.LogoutRequest(), metadata=md),
         "AuthService/GetMe": lambda md: api.auth.GetMe(pb.GetMeRequest(), metadata=md),

@@ -29,8 +29,11 @@ def openapi_json(descriptor_image: Path, tmp_path_factory: pytest.TempPathFactor
 COMPOSE_TEST_PASSWORD = "compose-config-test-only"  # pragma: allowlist secret
 
 
-def compose_config(*, env_file: str = ".env.example", **extra_env: str) -> dict[str, Any]:
-    """`docker compose config`: the resolved project, as JSON, with .env.example as deploy/.env."""
+def compose_config(
+    *, env_file: str = ".env.example", dotenv: Path = support.ENV_EXAMPLE, **extra_env: str
+) -> dict[str, Any]:
+    """`docker compose config`: the resolved project, as JSON, with `dotenv` (default
+    .env.example) as deploy/.env and `env_file` as the containers' env file."""
     env = support.base_env() | {
         "ENV_FILE": env_file,
         "POSTGRES_PASSWORD": COMPOSE_TEST_PASSWORD,
@@ -42,7 +45,7 @@ def compose_config(*, env_file: str = ".env.example", **extra_env: str) -> dict[
             "--file",
             str(support.COMPOSE),
             "--env-file",
-            str(support.ENV_EXAMPLE),
+            str(dotenv),
             "config",
             "--format",
             "json",
@@ -61,6 +64,12 @@ def compose_config(*, env_file: str = ".env.example", **extra_env: str) -> dict[
 @pytest.fixture(scope="session")
 def compose_resolved() -> dict[str, Any]:
     return compose_config()
+
+
+@pytest.fixture(scope="session")
+def compose_all() -> dict[str, Any]:
+    """Every service, the optional ones (profiles) included."""
+    return compose_config(COMPOSE_PROFILES="bots")
 
 
 @pytest.fixture(scope="session")

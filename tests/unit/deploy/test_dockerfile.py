@@ -9,8 +9,11 @@ run as the non-root user the Helm chart expects. Not checked: an actual `docker 
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -18,6 +21,7 @@ import pytest
 from server import cli
 from tests.unit.deploy import support
 from tests.unit.deploy.dockerfile import Stage, ignore_rules, in_context, parse
+from tests.unit.deploy.workers import WORKERS
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +143,94 @@ def test_server_entrypoint_is_the_console_script_and_its_subcommands_exist(
             cli.main([command, "--help"])
         assert exited.value.code == 0
         assert f"switchboard {command}" in capsys.readouterr().out
+
+
+def test_server_image_holds_every_package_the_project_installs(stages: dict[str, Stage]) -> None:
+    """The server image also runs the dispatcher and the bots: client/, workers/ and bots/ are
+    in it, copied into the build stage before the editable install (its finder maps only the
+    packages present then) and on to the server stage at the same paths."""
+    pyproject = tomllib.loads((support.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    find = pyproject["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in find["include"]}
+    roots = {root.strip("./") for root in find["where"] if root.strip("./")}
+    assert {"server", "client", "workers", "bots"} <= packages
+    build = stages["build"]
+    install = next(i for i in build.all("RUN") if "--editable ." in i.args)
+    copied_before: dict[str, str] = {}
+    for copy in build.all("COPY"):
+        if "from" not in copy.flags() and copy.line < install.line:
+            source, destination = copy.words()[:2]
+            copied_before[source.strip("/")] = destination
+    for package in packages - {"gateway", "switchboard"}:
+        assert copied_before.get(package) == f"./{package}", package
+    for root in roots:  # gen/python holds the `switchboard` package
+        assert copied_before.get(root) == f"./{root}", root
+    compiled = " ".join(i.args for i in build.all("RUN"))
+    compileall = re.search(r"compileall -q ([^&]+)", compiled)
+    assert compileall is not None
+    assert packages - {"switchboard"} <= set(compileall.group(1).split())
+    runtime = {
+        tuple(c.words()) for c in stages["server"].all("COPY") if c.flags().get("from") == "build"
+    }
+    for package in packages - {"gateway", "switchboard"}:
+        assert (f"/app/{package}", f"/app/{package}") in runtime, package
+    assert ("/app/gen/python", "/app/gen/python") in runtime
+
+
+def _distribution_closure(requirements: list[str]) -> set[str]:
+    """The installed distributions `requirements` pull in (their own requirements included)."""
+
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    found: set[str] = set()
+    todo = [re.split(r"[<>=!~\[;\s]", r, maxsplit=1)[0] for r in requirements]
+    while todo:
+        name = normal(todo.pop())
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo += [
+            re.split(r"[<>=!~\[;\s(]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r
+        ]
+    return found
+
+
+def test_server_image_installs_what_the_workers_import() -> None:
+    """Every third-party module imported by client/, workers/ and bots/ comes from a distribution
+    the server image installs (pyproject.toml's dependencies and what they require)."""
+    pyproject = tomllib.loads((support.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    installed = _distribution_closure(pyproject["project"]["dependencies"])
+    local = {"server", "client", "workers", "bots", "gateway", "switchboard"}
+    providers = importlib.metadata.packages_distributions()
+    missing = []
+    for package in ("client", "workers", "bots"):
+        for source in (support.REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for top in {name.partition(".")[0] for name in names}:
+                    if top in local or top in sys.stdlib_module_names:
+                        continue
+                    dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(top, [])}
+                    if not dists & installed:
+                        missing.append(f"{source.relative_to(support.REPO)}: {top}")
+    assert missing == []
+
+
+def test_worker_commands_name_modules_of_the_repository() -> None:
+    # compose (entrypoint) and the chart (command) run these with the server image.
+    for worker in WORKERS:
+        assert worker.main_file.is_file(), worker.module
+        assert worker.command[:2] == ["python", "-m"]
 
 
 def _copied_to(stage: Stage) -> dict[str, str]:

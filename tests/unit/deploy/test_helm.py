@@ -12,6 +12,7 @@ Not checked: installing into a cluster (no cluster here), the hook ordering at r
 from __future__ import annotations
 
 import copy
+import os
 import re
 import tomllib
 from collections.abc import Iterator
@@ -20,10 +21,15 @@ from typing import Any
 
 import pytest
 
+from bots.registry import BOTS as BOT_SPECS
+from bots.runtime.app import BotApp
+from bots.settings import BotsSettings
 from server import config as server_config
 from tests.unit.deploy import support
-from tests.unit.deploy.dockerfile import parse
+from tests.unit.deploy.dockerfile import parse, stage_env
 from tests.unit.deploy.gateway_image import entrypoint_env, run_entrypoint
+from tests.unit.deploy.workers import BOTS, DISPATCHER, WORKERS, variables
+from workers.dispatcher.settings import DispatcherSettings, bot_tokens
 
 RELEASE = "sb"
 NAMESPACE = "switchboard"
@@ -66,15 +72,28 @@ FULL_VALUES: dict[str, Any] = {
                     "labelSelector": {"matchLabels": {"app.kubernetes.io/component": component}},
                 }
             ],
-            "service": {"annotations": {"example.com/s": "t"}},
         }
-        for component in ("server", "gateway")
+        for component in ("server", "gateway", "dispatcher", "bots")
     },
 }
+for _component in ("server", "gateway", "bots"):  # those with a Service
+    FULL_VALUES[_component]["service"] = {"annotations": {"example.com/s": "t"}}
 FULL_VALUES["gateway"]["corsOrigins"] = [
     "https://app.example.com",
     "regex:^https://.*\\.example\\.com$",
 ]
+FULL_VALUES["config"] = {"telegram_api_base": "http://telegram-bot-api.example:8081"}
+FULL_VALUES["dispatcher"]["extraEnv"] = [
+    {"name": "SWITCHBOARD_DISPATCHER_CONCURRENCY", "value": "8"}
+]
+FULL_VALUES["bots"] |= {
+    "enabled": True,
+    "mode": "webhook",
+    "replicas": 2,
+    "webhook": {"url": "https://bots.example.com/webhook", "port": 8443},
+    "extraEnv": [{"name": "SWITCHBOARD_BOT_THROTTLE_RATE", "value": "10"}],
+}
+BOTS_POLLING: dict[str, Any] = BASE_VALUES | {"bots": {"enabled": True}}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +134,12 @@ def objects(chart: Any) -> Objects:
 @pytest.fixture(scope="module")
 def full(chart: Any) -> Objects:
     return render(chart, FULL_VALUES)
+
+
+@pytest.fixture(scope="module")
+def polling(chart: Any) -> Objects:
+    """The defaults with the bots on (polling mode)."""
+    return render(chart, BOTS_POLLING)
 
 
 def name(component: str) -> str:
@@ -159,6 +184,7 @@ def test_rendered_objects(objects: Objects, full: Objects) -> None:
         ("ConfigMap", name("config")),
         ("Deployment", name("server")),
         ("Deployment", name("gateway")),
+        ("Deployment", name("dispatcher")),
         ("Service", name("server")),
         ("Service", name("server-headless")),
         ("Service", name("gateway")),
@@ -167,7 +193,11 @@ def test_rendered_objects(objects: Objects, full: Objects) -> None:
         ("PodDisruptionBudget", name("gateway")),
     }
     assert set(objects) == expected
-    assert set(full) == expected | {("ServiceMonitor", name("server"))}
+    assert set(full) == expected | {
+        ("ServiceMonitor", name("server")),
+        ("Deployment", name("bots")),  # webhook mode: with its Service
+        ("Service", name("bots")),
+    }
     assert not [key for key in full if key[0] == "Secret"]  # secrets only by reference
 
 
@@ -176,15 +206,18 @@ def test_optional_parts_can_be_switched_off(chart: Any) -> None:
         "gateway": {"enabled": False},
         "migrations": {"enabled": False},
         "server": {"pdb": {"enabled": False}},
+        "dispatcher": {"enabled": False},
     }
     kinds = {key[0] for key in render(chart, values)}
     assert kinds == {"ConfigMap", "Deployment", "Service"}
 
 
-def test_manifests_are_valid_kubernetes_objects(objects: Objects, full: Objects) -> None:
+def test_manifests_are_valid_kubernetes_objects(
+    objects: Objects, full: Objects, polling: Objects
+) -> None:
     validate = support.tool_module("kubernetes schemas", "kubernetes_validate")
     checked, errors = 0, []
-    for rendered in (objects, full):
+    for rendered in (objects, full, polling):
         for (kind, obj_name), obj in rendered.items():
             if kind == "ServiceMonitor":
                 continue  # a CRD: no schema bundled (checked in test_service_monitor)
@@ -196,7 +229,8 @@ def test_manifests_are_valid_kubernetes_objects(objects: Objects, full: Objects)
                     errors.append(f"{kind}/{obj_name} on {version} at {where}: {exc.message}")
                 checked += 1
     assert errors == []
-    assert checked == len(KUBE_VERSIONS) * (len(objects) + len(full) - 1)  # all but the CRD
+    # all but the CRD
+    assert checked == len(KUBE_VERSIONS) * (len(objects) + len(full) - 1 + len(polling))
 
 
 # --- values ----------------------------------------------------------------------------------------
@@ -236,10 +270,12 @@ def _pods(rendered: Objects) -> dict[str, dict[str, Any]]:
     return {key[1]: obj for key, obj in rendered.items() if key[0] in ("Deployment", "Job")}
 
 
-def test_pods_run_non_root_read_only_without_capabilities(full: Objects) -> None:
+def test_pods_run_non_root_read_only_without_capabilities(full: Objects, polling: Objects) -> None:
     stages = {s.name: s for s in parse(support.DOCKERFILE)}
     image_user = stages["server"].last("USER").args  # "uid:gid", same in the gateway stage
-    for pod_name, obj in _pods(full).items():
+    pods = _pods(full) | {f"{k} (polling)": v for k, v in _pods(polling).items()}
+    assert {name(c) for c in ("server", "gateway", "migrate", "dispatcher", "bots")} <= set(pods)
+    for pod_name, obj in pods.items():
         spec = pod_spec(obj)
         security = spec["securityContext"]
         assert security["runAsNonRoot"] is True, pod_name
@@ -280,11 +316,12 @@ def test_server_deployment(objects: Objects) -> None:
     assert "checksum/config" in server["spec"]["template"]["metadata"]["annotations"]
 
 
-def test_config_change_rolls_the_server(chart: Any, objects: Objects) -> None:
-    before = objects[("Deployment", name("server"))]["spec"]["template"]["metadata"]
+def test_config_change_rolls_the_server_and_the_dispatcher(chart: Any, objects: Objects) -> None:
     changed = render(chart, BASE_VALUES | {"config": {"log_level": "debug"}})
-    after = changed[("Deployment", name("server"))]["spec"]["template"]["metadata"]
-    assert before["annotations"]["checksum/config"] != after["annotations"]["checksum/config"]
+    for component in ("server", "dispatcher"):  # both read the config file
+        before = objects[("Deployment", name(component))]["spec"]["template"]["metadata"]
+        after = changed[("Deployment", name(component))]["spec"]["template"]["metadata"]
+        assert before["annotations"]["checksum/config"] != after["annotations"]["checksum/config"]
 
 
 def test_migration_job_is_a_pre_install_and_pre_upgrade_hook(objects: Objects) -> None:
@@ -365,16 +402,19 @@ def _selects(selector: dict[str, str], obj: dict[str, Any]) -> bool:
 def test_services_and_budgets_select_the_right_pods(full: Objects) -> None:
     server = full[("Deployment", name("server"))]
     gateway = full[("Deployment", name("gateway"))]
+    deployments = {key[1]: obj for key, obj in full.items() if key[0] == "Deployment"}
     targets = {
-        name("server"): server,
-        name("server-headless"): server,
-        name("gateway"): gateway,
+        name("server"): name("server"),
+        name("server-headless"): name("server"),
+        name("gateway"): name("gateway"),
+        name("bots"): name("bots"),
     }
-    for service_name, target in targets.items():
+    assert set(targets) == {key[1] for key in full if key[0] == "Service"}
+    for service_name, target_name in targets.items():
         service = full[("Service", service_name)]
-        assert _selects(service["spec"]["selector"], target), service_name
-        other = gateway if target is server else server
-        assert not _selects(service["spec"]["selector"], other), service_name
+        target = deployments[target_name]
+        selected = {n for n, d in deployments.items() if _selects(service["spec"]["selector"], d)}
+        assert selected == {target_name}, service_name
         ports = {p["name"] for p in container(target)["ports"]}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports, service_name
@@ -438,3 +478,191 @@ def test_helm_gateway_parameters_give_a_config_envoy_accepts(
     assert endpoint["address"]["socket_address"]["address"].startswith(name("server-headless"))
     # STRICT_DNS resolves every ready server pod behind the headless Service.
     assert cluster["type"] == "STRICT_DNS"
+
+
+# --- the dispatcher and the bots -------------------------------------------------------------------
+def secret_refs(obj: dict[str, Any]) -> dict[str, bool]:
+    """Variables taken from the Secret -> optional?; each by its own key of the one Secret."""
+    refs = {}
+    for entry in container(obj).get("env", []):
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            assert ref["name"] == SECRET, entry["name"]
+            assert ref["key"] == entry["name"], entry["name"]
+            refs[entry["name"]] = ref["optional"]
+    return refs
+
+
+def _server_address(rendered: Objects) -> str:
+    service = rendered[("Service", name("server"))]
+    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    return f"{name('server')}.{NAMESPACE}.svc.cluster.local:{port}"
+
+
+def _image_env() -> dict[str, str]:
+    """The server image's SWITCHBOARD_* ENV, under every pod's own environment."""
+    stages = {s.name: s for s in parse(support.DOCKERFILE)}
+    return {k: v for k, v in stage_env(stages["server"]).items() if k.startswith("SWITCHBOARD_")}
+
+
+def _environ(env: dict[str, str]) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    return clean | _image_env() | env
+
+
+def test_the_telegram_bots_are_the_registry(objects: Objects) -> None:
+    values = support.load_yaml((support.CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert [(b["name"], b["principal"]) for b in values["telegramBots"]] == [
+        (spec.name, spec.principal) for spec in BOT_SPECS
+    ]
+    for spec in BOT_SPECS:
+        assert spec.principal in values["config"]["service_principals"]
+    # Every secret variable the workers read is documented with the Secret's keys.
+    text = (support.CHART / "values.yaml").read_text(encoding="utf-8")
+    for worker in WORKERS:
+        for variable, secret in variables(worker.settings).items():
+            if secret:
+                assert variable in text, variable
+
+
+def test_dispatcher_deployment(
+    objects: Objects, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    dispatcher = objects[("Deployment", name("dispatcher"))]
+    box = container(dispatcher)
+    server = container(objects[("Deployment", name("server"))])
+    assert box["image"] == server["image"]
+    assert box["command"] == DISPATCHER.command
+    assert DISPATCHER.main_file.is_file()
+    assert "args" not in box  # not the image's CMD ("serve")
+    assert dispatcher["spec"]["replicas"] >= 2  # several dispatchers are safe
+    assert dispatcher["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert pod_spec(dispatcher)["terminationGracePeriodSeconds"] > (
+        DispatcherSettings.model_fields["dispatcher_send_timeout_s"].default
+    )
+    # Only its own keys of the Secret: not the database, Redis or the data key.
+    assert "envFrom" not in box
+    assert secret_refs(dispatcher) == {
+        "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER": False,
+        "SWITCHBOARD_SMTP_PASSWORD": True,
+        **{spec.token_env: True for spec in BOT_SPECS},
+    }
+    # The same config file as the server (sender settings), mounted the same way.
+    config_map = objects[("ConfigMap", name("config"))]
+    volumes = {v["name"]: v for v in pod_spec(dispatcher)["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in box["volumeMounts"]}
+    config_volume = next(n for n, v in volumes.items() if "configMap" in v)
+    assert volumes[config_volume]["configMap"]["name"] == config_map["metadata"]["name"]
+    env = env_of(dispatcher)
+    assert env["SWITCHBOARD_CONFIG_DIR"] == mounts[config_volume]
+    assert env["SWITCHBOARD_SERVER_ADDR"] == _server_address(objects)
+
+    # The dispatcher's settings load from that environment, the mounted file and the Secret's keys
+    # (over the image's ENV, whose SWITCHBOARD_GRPC_ADDR is the server's listen address).
+    (tmp_path / f"{env['SWITCHBOARD_ENV']}.yaml").write_text(
+        config_map["data"][f"{env['SWITCHBOARD_ENV']}.yaml"], encoding="utf-8"
+    )
+    secrets = {key: f"value-of-{key}" for key in secret_refs(dispatcher)}
+    monkeypatch.setattr(
+        os, "environ", _environ(env | secrets | {"SWITCHBOARD_CONFIG_DIR": str(tmp_path)})
+    )
+    settings = DispatcherSettings()
+    assert settings.env == "prod"
+    assert settings.server_addr == _server_address(objects)
+    assert settings.service_token_dispatcher is not None
+    assert set(bot_tokens(os.environ)) == {spec.name for spec in BOT_SPECS}
+
+
+def test_dispatcher_takes_sender_settings_from_config_and_extra_env(full: Objects) -> None:
+    dispatcher = full[("Deployment", name("dispatcher"))]
+    assert env_of(dispatcher)["SWITCHBOARD_DISPATCHER_CONCURRENCY"] == "8"
+    config = support.load_yaml(full[("ConfigMap", name("config"))]["data"]["prod.yaml"])
+    assert config["telegram_api_base"] == FULL_VALUES["config"]["telegram_api_base"]
+
+
+def test_bots_are_off_by_default(objects: Objects) -> None:
+    assert not [key for key in objects if key[1] == name("bots")]
+
+
+def test_bots_polling_deployment(polling: Objects, monkeypatch: pytest.MonkeyPatch) -> None:
+    bots = polling[("Deployment", name("bots"))]
+    box = container(bots)
+    assert box["command"] == BOTS.command
+    assert BOTS.main_file.is_file()
+    assert "args" not in box
+    # One getUpdates consumer per token: one pod, and never two during an update.
+    assert bots["spec"]["replicas"] == 1
+    assert bots["spec"]["strategy"] == {"type": "Recreate"}
+    assert "ports" not in box
+    assert ("Service", name("bots")) not in polling
+    assert "envFrom" not in box
+    refs = secret_refs(bots)
+    assert refs == {
+        **{spec.token_env: False for spec in BOT_SPECS},
+        **{spec.service_token_env: False for spec in BOT_SPECS},
+    }
+    env = env_of(bots)
+    assert env["SWITCHBOARD_SERVER_ADDR"] == _server_address(polling)
+    secrets = {key: f"value-of-{key}" for key in refs}
+    environ = _environ(env | secrets)
+    monkeypatch.setattr(os, "environ", environ)
+    settings = BotsSettings()
+    assert settings.bot_mode == "polling"
+    assert settings.server_addr == _server_address(polling)
+    assert BotApp.enabled(BOT_SPECS, environ) == list(BOT_SPECS)
+
+
+def test_bots_webhook_deployment_and_service(
+    full: Objects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bots = full[("Deployment", name("bots"))]
+    box = container(bots)
+    assert bots["spec"]["replicas"] == 2  # webhooks: any number of pods
+    assert bots["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    refs = secret_refs(bots)
+    assert refs["SWITCHBOARD_BOT_WEBHOOK_SECRET"] is False
+    env = env_of(bots)
+    assert env["SWITCHBOARD_TELEGRAM_API_BASE"] == FULL_VALUES["config"]["telegram_api_base"]
+    assert env["SWITCHBOARD_BOT_THROTTLE_RATE"] == "10"
+    secrets = {key: "value-of-secret" for key in refs}
+    monkeypatch.setattr(os, "environ", _environ(env | secrets))
+    settings = BotsSettings()
+    assert settings.bot_mode == "webhook"
+    assert settings.bot_webhook_url == FULL_VALUES["bots"]["webhook"]["url"]
+    assert settings.telegram_api_base == FULL_VALUES["config"]["telegram_api_base"]
+    host, port = settings.webhook_listen()
+    assert host == "0.0.0.0"  # noqa: S104 - inside the pod
+    ports = {p["name"]: p["containerPort"] for p in box["ports"]}
+    assert ports == {"webhook": port}
+    assert box["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
+    service = full[("Service", name("bots"))]
+    assert [(p["name"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("webhook", "webhook")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"bots": {"enabled": True, "replicas": 2}}, "replicas must be 1 in polling mode"),
+        ({"bots": {"enabled": True, "mode": "webhook"}}, r"bots\.webhook\.url is required"),
+        ({"bots": {"enabled": True, "mode": "push"}}, "bots.mode must be polling or webhook"),
+        (
+            {"telegramBots": [{"name": "shop", "principal": "shop-bot"}]},
+            "config.service_principals does not declare",
+        ),
+        (
+            {
+                "bots": {"enabled": True},
+                "telegramBots": [{"name": "Shop", "principal": "login-bot"}],
+            },
+            "bot name",
+        ),
+        ({"bots": {"enabled": True}, "telegramBots": []}, "telegramBots is empty"),
+    ],
+)
+def test_bad_bot_values_are_refused(
+    chart: Any, helm: Any, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        render(chart, BASE_VALUES | values)

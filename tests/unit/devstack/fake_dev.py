@@ -20,4 +20,5 @@ def fake_command(*args: str) -> list[str]:
 
 if __name__ == "__main__":
     vars(stack)["server_command"] = fake_command  # DevStack looks it up at call time
+    vars(stack)["worker_command"] = lambda name: None  # no dispatcher or bots against a fake
     sys.exit(stack.run_dev(sys.argv[1:]))

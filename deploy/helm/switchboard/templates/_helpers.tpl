@@ -106,3 +106,44 @@ envFrom:
   - secretRef:
       name: {{ include "switchboard.secretName" . }}
 {{- end -}}
+
+{{- define "switchboard.dispatcher.name" -}}
+{{- printf "%s-dispatcher" (include "switchboard.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "switchboard.bots.name" -}}
+{{- printf "%s-bots" (include "switchboard.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The server's gRPC address for in-cluster clients (dispatcher, bots): its Service's FQDN. */}}
+{{- define "switchboard.server.address" -}}
+{{- printf "%s.%s.svc.%s:%v" (include "switchboard.server.name" .) .Release.Namespace .Values.clusterDomain .Values.server.grpcPort -}}
+{{- end -}}
+
+{{/* "login-bot" -> "LOGIN_BOT": a name inside an environment variable's name. */}}
+{{- define "switchboard.envName" -}}
+{{- regexReplaceAll "[^A-Za-z0-9]" . "_" | upper -}}
+{{- end -}}
+
+{{/* One key of the Secret as a variable: (dict "ctx" $ "key" "SWITCHBOARD_X" "optional" true).
+The dispatcher and the bots get only their own keys, not the database or the data key. */}}
+{{- define "switchboard.secretEnv" -}}
+- name: {{ .key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "switchboard.secretName" .ctx }}
+      key: {{ .key }}
+      optional: {{ .optional }}
+{{- end -}}
+
+{{/* Fails the render when telegramBots names a principal that config does not declare. */}}
+{{- define "switchboard.checkBots" -}}
+{{- range $bot := .Values.telegramBots -}}
+{{- if not (regexMatch "^[a-z][a-z0-9_]{0,31}$" $bot.name) -}}
+{{- fail (printf "telegramBots: bot name %q must match ^[a-z][a-z0-9_]{0,31}$" $bot.name) -}}
+{{- end -}}
+{{- if not (hasKey ($.Values.config.service_principals | default dict) $bot.principal) -}}
+{{- fail (printf "telegramBots: bot %s acts as principal %q, which config.service_principals does not declare" $bot.name $bot.principal) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

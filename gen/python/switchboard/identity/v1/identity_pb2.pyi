@@ -61,6 +61,7 @@ class User(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_LOGIN_TIME_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUID."""
     telegram_user_id: _builtins.int
@@ -71,6 +72,8 @@ class User(_message.Message):
     email: _builtins.str
     """Verified email, when known."""
     role: _access_pb2.Role.ValueType
+    language: _builtins.str
+    """Language of messages sent to the user: "ru", "en" or "fr" (ChannelService.SetLanguage)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -86,10 +89,11 @@ class User(_message.Message):
         role: _access_pb2.Role.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         last_login_time: _timestamp_pb2.Timestamp | None = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_telegram_user_id", b"_telegram_user_id", "create_time", b"create_time", "last_login_time", b"last_login_time", "telegram_user_id", b"telegram_user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_telegram_user_id", b"_telegram_user_id", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "id", b"id", "last_login_time", b"last_login_time", "role", b"role", "telegram_user_id", b"telegram_user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_telegram_user_id", b"_telegram_user_id", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "id", b"id", "language", b"language", "last_login_time", b"last_login_time", "role", b"role", "telegram_user_id", b"telegram_user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__telegram_user_id: _TypeAlias = _typing.Literal["telegram_user_id"]  # noqa: Y015
     _WhichOneofArgType__telegram_user_id: _TypeAlias = _typing.Literal["_telegram_user_id", b"_telegram_user_id"]  # noqa: Y015
@@ -324,6 +328,105 @@ class ConfirmTelegramLoginResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConfirmTelegramLoginResponse: _TypeAlias = ConfirmTelegramLoginResponse  # noqa: Y015
+
+@_typing.final
+class RequestEmailCodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    language: _builtins.str
+    """Language of the mail for an address without a user yet ("ru", "en" or "fr"; empty: "en").
+    A known user's own language wins.
+    """
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "language", b"language"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestEmailCodeRequest: _TypeAlias = RequestEmailCodeRequest  # noqa: Y015
+
+@_typing.final
+class RequestEmailCodeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The code is valid until then."""
+
+    @_builtins.property
+    def next_request_time(self) -> _timestamp_pb2.Timestamp:
+        """No new code for this address before then."""
+
+    def __init__(
+        self,
+        *,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        next_request_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "next_request_time", b"next_request_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "next_request_time", b"next_request_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestEmailCodeResponse: _TypeAlias = RequestEmailCodeResponse  # noqa: Y015
+
+@_typing.final
+class VerifyEmailCodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyEmailCodeRequest: _TypeAlias = VerifyEmailCodeRequest  # noqa: Y015
+
+@_typing.final
+class VerifyEmailCodeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyEmailCodeResponse: _TypeAlias = VerifyEmailCodeResponse  # noqa: Y015
 
 @_typing.final
 class DevLoginRequest(_message.Message):

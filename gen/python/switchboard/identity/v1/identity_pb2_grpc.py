@@ -56,6 +56,16 @@ class AuthServiceStub:
                 request_serializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.ConfirmTelegramLoginRequest.SerializeToString,
                 response_deserializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.ConfirmTelegramLoginResponse.FromString,
                 _registered_method=True)
+        self.RequestEmailCode = channel.unary_unary(
+                '/switchboard.identity.v1.AuthService/RequestEmailCode',
+                request_serializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.RequestEmailCodeRequest.SerializeToString,
+                response_deserializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.RequestEmailCodeResponse.FromString,
+                _registered_method=True)
+        self.VerifyEmailCode = channel.unary_unary(
+                '/switchboard.identity.v1.AuthService/VerifyEmailCode',
+                request_serializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.VerifyEmailCodeRequest.SerializeToString,
+                response_deserializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.VerifyEmailCodeResponse.FromString,
+                _registered_method=True)
         self.DevLogin = channel.unary_unary(
                 '/switchboard.identity.v1.AuthService/DevLogin',
                 request_serializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.DevLoginRequest.SerializeToString,
@@ -111,6 +121,24 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestEmailCode(self, request, context):
+        """Sends a one-time 6-digit code to an email address (through the notification outbox),
+        for VerifyEmailCode. Anyone may ask: the first verified login by email creates the user.
+        Rate limited per address (RESOURCE_EXHAUSTED EMAIL_CODE_RATE_LIMITED with RetryInfo).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmailCode(self, request, context):
+        """Logs in with the newest code sent to the address and returns a new session. The first
+        login creates the user (its email verified). A wrong code counts an attempt; the 5th
+        wrong attempt locks the code (EMAIL_CODE_LOCKED); an expired code is EMAIL_CODE_EXPIRED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DevLogin(self, request, context):
         """Dev environment only: a session for a Telegram id and name, no Telegram.
         """
@@ -154,6 +182,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ConfirmTelegramLogin,
                     request_deserializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.ConfirmTelegramLoginRequest.FromString,
                     response_serializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.ConfirmTelegramLoginResponse.SerializeToString,
+            ),
+            'RequestEmailCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestEmailCode,
+                    request_deserializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.RequestEmailCodeRequest.FromString,
+                    response_serializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.RequestEmailCodeResponse.SerializeToString,
+            ),
+            'VerifyEmailCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmailCode,
+                    request_deserializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.VerifyEmailCodeRequest.FromString,
+                    response_serializer=switchboard_dot_identity_dot_v1_dot_identity__pb2.VerifyEmailCodeResponse.SerializeToString,
             ),
             'DevLogin': grpc.unary_unary_rpc_method_handler(
                     servicer.DevLogin,
@@ -281,6 +319,60 @@ class AuthService:
             '/switchboard.identity.v1.AuthService/ConfirmTelegramLogin',
             switchboard_dot_identity_dot_v1_dot_identity__pb2.ConfirmTelegramLoginRequest.SerializeToString,
             switchboard_dot_identity_dot_v1_dot_identity__pb2.ConfirmTelegramLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestEmailCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.identity.v1.AuthService/RequestEmailCode',
+            switchboard_dot_identity_dot_v1_dot_identity__pb2.RequestEmailCodeRequest.SerializeToString,
+            switchboard_dot_identity_dot_v1_dot_identity__pb2.RequestEmailCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmailCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.identity.v1.AuthService/VerifyEmailCode',
+            switchboard_dot_identity_dot_v1_dot_identity__pb2.VerifyEmailCodeRequest.SerializeToString,
+            switchboard_dot_identity_dot_v1_dot_identity__pb2.VerifyEmailCodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,16 @@ class AuthServiceStub:
     link, to confirm the handshake for that user. Confirming again for the same
     user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
     """
+    RequestEmailCode: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RequestEmailCodeRequest, _identity_pb2.RequestEmailCodeResponse]
+    """Sends a one-time 6-digit code to an email address (through the notification outbox),
+    for VerifyEmailCode. Anyone may ask: the first verified login by email creates the user.
+    Rate limited per address (RESOURCE_EXHAUSTED EMAIL_CODE_RATE_LIMITED with RetryInfo).
+    """
+    VerifyEmailCode: _grpc.UnaryUnaryMultiCallable[_identity_pb2.VerifyEmailCodeRequest, _identity_pb2.VerifyEmailCodeResponse]
+    """Logs in with the newest code sent to the address and returns a new session. The first
+    login creates the user (its email verified). A wrong code counts an attempt; the 5th
+    wrong attempt locks the code (EMAIL_CODE_LOCKED); an expired code is EMAIL_CODE_EXPIRED.
+    """
     DevLogin: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DevLoginRequest, _identity_pb2.DevLoginResponse]
     """Dev environment only: a session for a Telegram id and name, no Telegram."""
     Logout: _grpc.UnaryUnaryMultiCallable[_identity_pb2.LogoutRequest, _identity_pb2.LogoutResponse]
@@ -82,6 +92,16 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Called by the login bot, acting as the Telegram user who opened the deep
     link, to confirm the handshake for that user. Confirming again for the same
     user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
+    """
+    RequestEmailCode: _aio.UnaryUnaryMultiCallable[_identity_pb2.RequestEmailCodeRequest, _identity_pb2.RequestEmailCodeResponse]  # type: ignore[assignment]
+    """Sends a one-time 6-digit code to an email address (through the notification outbox),
+    for VerifyEmailCode. Anyone may ask: the first verified login by email creates the user.
+    Rate limited per address (RESOURCE_EXHAUSTED EMAIL_CODE_RATE_LIMITED with RetryInfo).
+    """
+    VerifyEmailCode: _aio.UnaryUnaryMultiCallable[_identity_pb2.VerifyEmailCodeRequest, _identity_pb2.VerifyEmailCodeResponse]  # type: ignore[assignment]
+    """Logs in with the newest code sent to the address and returns a new session. The first
+    login creates the user (its email verified). A wrong code counts an attempt; the 5th
+    wrong attempt locks the code (EMAIL_CODE_LOCKED); an expired code is EMAIL_CODE_EXPIRED.
     """
     DevLogin: _aio.UnaryUnaryMultiCallable[_identity_pb2.DevLoginRequest, _identity_pb2.DevLoginResponse]  # type: ignore[assignment]
     """Dev environment only: a session for a Telegram id and name, no Telegram."""
@@ -134,6 +154,28 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Called by the login bot, acting as the Telegram user who opened the deep
         link, to confirm the handshake for that user. Confirming again for the same
         user succeeds (safe to retry); another user, or a used or expired code, is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestEmailCode(
+        self,
+        request: _identity_pb2.RequestEmailCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RequestEmailCodeResponse, _abc.Awaitable[_identity_pb2.RequestEmailCodeResponse]]:
+        """Sends a one-time 6-digit code to an email address (through the notification outbox),
+        for VerifyEmailCode. Anyone may ask: the first verified login by email creates the user.
+        Rate limited per address (RESOURCE_EXHAUSTED EMAIL_CODE_RATE_LIMITED with RetryInfo).
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyEmailCode(
+        self,
+        request: _identity_pb2.VerifyEmailCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.VerifyEmailCodeResponse, _abc.Awaitable[_identity_pb2.VerifyEmailCodeResponse]]:
+        """Logs in with the newest code sent to the address and returns a new session. The first
+        login creates the user (its email verified). A wrong code counts an attempt; the 5th
+        wrong attempt locks the code (EMAIL_CODE_LOCKED); an expired code is EMAIL_CODE_EXPIRED.
         """
 
     @_abc_1.abstractmethod

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/identity/v1/identity.proto.
  */
 export const file_switchboard_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("CiZzd2l0Y2hib2FyZC9pZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxIXc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEijwIKBFVzZXISCgoCaWQYASABKAkSHQoQdGVsZWdyYW1fdXNlcl9pZBgCIAEoA0gAiAEBEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCgh1c2VybmFtZRgEIAEoCRINCgVlbWFpbBgFIAEoCRIqCgRyb2xlGAYgASgOMhwuc3dpdGNoYm9hcmQub3B0aW9ucy52MS5Sb2xlEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9sYXN0X2xvZ2luX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhMKEV90ZWxlZ3JhbV91c2VyX2lkIkkKB1Nlc3Npb24SDQoFdG9rZW4YASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQBCh5Mb2dpbldpdGhUZWxlZ3JhbVdpZGdldFJlcXVlc3QSEgoCaWQYASABKANCBtLzGAIIARIbCgpmaXJzdF9uYW1lGAIgASgJQgfS8xgDGIACEhoKCWxhc3RfbmFtZRgDIAEoCUIH0vMYAxiAAhIYCgh1c2VybmFtZRgEIAEoCUIG0vMYAhhAEhoKCXBob3RvX3VybBgFIAEoCUIH0vMYAxiAEBIZCglhdXRoX2RhdGUYBiABKANCBtLzGAIIARIkCgRoYXNoGAcgASgJQhbS8xgSCAEiDl5bMC05YS1mXXs2NH0kIoEBCh9Mb2dpbldpdGhUZWxlZ3JhbVdpZGdldFJlc3BvbnNlEjEKB3Nlc3Npb24YASABKAsyIC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5TZXNzaW9uEisKBHVzZXIYAiABKAsyHS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Vc2VyIhsKGVN0YXJ0VGVsZWdyYW1Mb2dpblJlcXVlc3QihwEKGlN0YXJ0VGVsZWdyYW1Mb2dpblJlc3BvbnNlEgwKBGNvZGUYASABKAkSEQoJZGVlcF9saW5rGAIgASgJEhcKD2hhbmRzaGFrZV90b2tlbhgDIAEoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoYV2FpdFRlbGVncmFtTG9naW5SZXF1ZXN0EiIKD2hhbmRzaGFrZV90b2tlbhgBIAEoCUIJ0vMYBQgBGIABIrMBChlXYWl0VGVsZWdyYW1Mb2dpblJlc3BvbnNlEjYKBXN0YXRlGAEgASgOMicuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuSGFuZHNoYWtlU3RhdGUSMQoHc2Vzc2lvbhgCIAEoCzIgLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlNlc3Npb24SKwoEdXNlchgDIAEoCzIdLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlVzZXIigwEKG0NvbmZpcm1UZWxlZ3JhbUxvZ2luUmVxdWVzdBIrCgRjb2RlGAEgASgJQh3S8xgZCAEiFV5bQS1aYS16MC05Xy1dezgsNjR9JBIdCgxkaXNwbGF5X25hbWUYAiABKAlCB9LzGAMYgAISGAoIdXNlcm5hbWUYAyABKAlCBtLzGAIYQCJLChxDb25maXJtVGVsZWdyYW1Mb2dpblJlc3BvbnNlEisKBHVzZXIYASABKAsyHS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Vc2VyIlYKD0RldkxvZ2luUmVxdWVzdBIiChB0ZWxlZ3JhbV91c2VyX2lkGAEgASgDQgjS8xgECAEoARIfCgxkaXNwbGF5X25hbWUYAiABKAlCCdLzGAUIARiAAiJyChBEZXZMb2dpblJlc3BvbnNlEjEKB3Nlc3Npb24YASABKAsyIC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5TZXNzaW9uEisKBHVzZXIYAiABKAsyHS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Vc2VyIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiDgoMR2V0TWVSZXF1ZXN0IjwKDUdldE1lUmVzcG9uc2USKwoEdXNlchgBIAEoCzIdLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlVzZXIiTQoQTGlzdFVzZXJzUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCdLzGAUoADDIARIbCgpwYWdlX3Rva2VuGAIgASgJQgfS8xgDGIAEIloKEUxpc3RVc2Vyc1Jlc3BvbnNlEiwKBXVzZXJzGAEgAygLMh0uc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoSUHJvbW90ZVVzZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCNLzGAQIATgBIkIKE1Byb21vdGVVc2VyUmVzcG9uc2USKwoEdXNlchgBIAEoCzIdLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlVzZXIiLgoRRGVsZXRlVXNlclJlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUII0vMYBAgBOAEiFAoSRGVsZXRlVXNlclJlc3BvbnNlIogCCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgJEg0KBWFjdG9yGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcXVlc3RfaWQYBiABKAkSRwoKYXR0cmlidXRlcxgHIAMoCzIzLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkF1ZGl0RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImsKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgnS8xgFKAAwyAESGwoKcGFnZV90b2tlbhgCIAEoCUIH0vMYAxiABBIWCgZhY3Rpb24YAyABKAlCBtLzGAIYQCJnChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIzCgZldmVudHMYASADKAsyIy5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5BdWRpdEV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSqKAQoOSGFuZHNoYWtlU3RhdGUSHwobSEFORFNIQUtFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXSEFORFNIQUtFX1NUQVRFX1BFTkRJTkcQARIdChlIQU5EU0hBS0VfU1RBVEVfQ09ORklSTUVEEAISGwoXSEFORFNIQUtFX1NUQVRFX0VYUElSRUQQAzKVCQoLQXV0aFNlcnZpY2USugEKF0xvZ2luV2l0aFRlbGVncmFtV2lkZ2V0Ejcuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuTG9naW5XaXRoVGVsZWdyYW1XaWRnZXRSZXF1ZXN0Gjguc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuTG9naW5XaXRoVGVsZWdyYW1XaWRnZXRSZXNwb25zZSIsyvMYBgoCCAEQA4LT5JMCHDoBKiIXL3YxL2F1dGgvdGVsZWdyYW0vbG9naW4SsAEKElN0YXJ0VGVsZWdyYW1Mb2dpbhIyLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlN0YXJ0VGVsZWdyYW1Mb2dpblJlcXVlc3QaMy5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5TdGFydFRlbGVncmFtTG9naW5SZXNwb25zZSIxyvMYBgoCCAEQA4LT5JMCIToBKiIcL3YxL2F1dGgvdGVsZWdyYW0vaGFuZHNoYWtlcxK0AQoRV2FpdFRlbGVncmFtTG9naW4SMS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5XYWl0VGVsZWdyYW1Mb2dpblJlcXVlc3QaMi5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5XYWl0VGVsZWdyYW1Mb2dpblJlc3BvbnNlIjbK8xgGCgIIARAEgtPkkwImOgEqIiEvdjEvYXV0aC90ZWxlZ3JhbS9oYW5kc2hha2VzOndhaXQwARLbAQoUQ29uZmlybVRlbGVncmFtTG9naW4SNC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Db25maXJtVGVsZWdyYW1Mb2dpblJlcXVlc3QaNS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Db25maXJtVGVsZWdyYW1Mb2dpblJlc3BvbnNlIlbK8xgcChgiFmlkZW50aXR5LmxvZ2luLmNvbmZpcm0QAoLT5JMCMDoBKiIrL3YxL2F1dGgvdGVsZWdyYW0vaGFuZHNoYWtlcy97Y29kZX06Y29uZmlybRKIAQoIRGV2TG9naW4SKC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5EZXZMb2dpblJlcXVlc3QaKS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5EZXZMb2dpblJlc3BvbnNlIifK8xgGCgIIARADgtPkkwIXOgEqIhIvdjEvYXV0aC9kZXYvbG9naW4SfwoGTG9nb3V0EiYuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBonLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlIiTK8xgGCgIQARACgtPkkwIUOgEqIg8vdjEvYXV0aC9sb2dvdXQSdQoFR2V0TWUSJS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5HZXRNZVJlcXVlc3QaJi5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5HZXRNZVJlc3BvbnNlIh3K8xgGCgIQARABgtPkkwINEgsvdjEvYXV0aC9tZTL3BAoMQWRtaW5TZXJ2aWNlEokBCglMaXN0VXNlcnMSKS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5MaXN0VXNlcnNSZXF1ZXN0Giouc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuTGlzdFVzZXJzUmVzcG9uc2UiJcrzGAoKAhgCCgIYAxABgtPkkwIREg8vdjEvYWRtaW4vdXNlcnMSoAEKC1Byb21vdGVVc2VyEisuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuUHJvbW90ZVVzZXJSZXF1ZXN0Giwuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuUHJvbW90ZVVzZXJSZXNwb25zZSI2yvMYBgoCGAMQAoLT5JMCJjoBKiIhL3YxL2FkbWluL3VzZXJzL3t1c2VyX2lkfS9wcm9tb3RlEpIBCgpEZWxldGVVc2VyEiouc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuRGVsZXRlVXNlclJlcXVlc3QaKy5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5EZWxldGVVc2VyUmVzcG9uc2UiK8rzGAYKAhgDEAKC0+STAhsqGS92MS9hZG1pbi91c2Vycy97dXNlcl9pZH0SogEKD0xpc3RBdWRpdEV2ZW50cxIvLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaMC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIsyvMYCgoCGAIKAhgDEAGC0+STAhgSFi92MS9hZG1pbi9hdWRpdC1ldmVudHNiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp, file_switchboard_options_v1_access, file_switchboard_options_v1_validate]);
+  fileDesc("CiZzd2l0Y2hib2FyZC9pZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxIXc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEioQIKBFVzZXISCgoCaWQYASABKAkSHQoQdGVsZWdyYW1fdXNlcl9pZBgCIAEoA0gAiAEBEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCgh1c2VybmFtZRgEIAEoCRINCgVlbWFpbBgFIAEoCRIqCgRyb2xlGAYgASgOMhwuc3dpdGNoYm9hcmQub3B0aW9ucy52MS5Sb2xlEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9sYXN0X2xvZ2luX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhbmd1YWdlGAkgASgJQhMKEV90ZWxlZ3JhbV91c2VyX2lkIkkKB1Nlc3Npb24SDQoFdG9rZW4YASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQBCh5Mb2dpbldpdGhUZWxlZ3JhbVdpZGdldFJlcXVlc3QSEgoCaWQYASABKANCBtLzGAIIARIbCgpmaXJzdF9uYW1lGAIgASgJQgfS8xgDGIACEhoKCWxhc3RfbmFtZRgDIAEoCUIH0vMYAxiAAhIYCgh1c2VybmFtZRgEIAEoCUIG0vMYAhhAEhoKCXBob3RvX3VybBgFIAEoCUIH0vMYAxiAEBIZCglhdXRoX2RhdGUYBiABKANCBtLzGAIIARIkCgRoYXNoGAcgASgJQhbS8xgSCAEiDl5bMC05YS1mXXs2NH0kIoEBCh9Mb2dpbldpdGhUZWxlZ3JhbVdpZGdldFJlc3BvbnNlEjEKB3Nlc3Npb24YASABKAsyIC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5TZXNzaW9uEisKBHVzZXIYAiABKAsyHS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Vc2VyIhsKGVN0YXJ0VGVsZWdyYW1Mb2dpblJlcXVlc3QihwEKGlN0YXJ0VGVsZWdyYW1Mb2dpblJlc3BvbnNlEgwKBGNvZGUYASABKAkSEQoJZGVlcF9saW5rGAIgASgJEhcKD2hhbmRzaGFrZV90b2tlbhgDIAEoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoYV2FpdFRlbGVncmFtTG9naW5SZXF1ZXN0EiIKD2hhbmRzaGFrZV90b2tlbhgBIAEoCUIJ0vMYBQgBGIABIrMBChlXYWl0VGVsZWdyYW1Mb2dpblJlc3BvbnNlEjYKBXN0YXRlGAEgASgOMicuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuSGFuZHNoYWtlU3RhdGUSMQoHc2Vzc2lvbhgCIAEoCzIgLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlNlc3Npb24SKwoEdXNlchgDIAEoCzIdLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlVzZXIigwEKG0NvbmZpcm1UZWxlZ3JhbUxvZ2luUmVxdWVzdBIrCgRjb2RlGAEgASgJQh3S8xgZCAEiFV5bQS1aYS16MC05Xy1dezgsNjR9JBIdCgxkaXNwbGF5X25hbWUYAiABKAlCB9LzGAMYgAISGAoIdXNlcm5hbWUYAyABKAlCBtLzGAIYQCJLChxDb25maXJtVGVsZWdyYW1Mb2dpblJlc3BvbnNlEisKBHVzZXIYASABKAsyHS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Vc2VyIlsKF1JlcXVlc3RFbWFpbENvZGVSZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgvS8xgHCAEY/gE4AhIkCghsYW5ndWFnZRgCIAEoCUIS0vMYDiIMXihydXxlbnxmcikkIoIBChhSZXF1ZXN0RW1haWxDb2RlUmVzcG9uc2USLwoLZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEW5leHRfcmVxdWVzdF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWChZWZXJpZnlFbWFpbENvZGVSZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgvS8xgHCAEY/gE4AhIgCgRjb2RlGAIgASgJQhLS8xgOCAEiCl5bMC05XXs2fSQieQoXVmVyaWZ5RW1haWxDb2RlUmVzcG9uc2USMQoHc2Vzc2lvbhgBIAEoCzIgLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlNlc3Npb24SKwoEdXNlchgCIAEoCzIdLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlVzZXIiVgoPRGV2TG9naW5SZXF1ZXN0EiIKEHRlbGVncmFtX3VzZXJfaWQYASABKANCCNLzGAQIASgBEh8KDGRpc3BsYXlfbmFtZRgCIAEoCUIJ0vMYBQgBGIACInIKEERldkxvZ2luUmVzcG9uc2USMQoHc2Vzc2lvbhgBIAEoCzIgLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlNlc3Npb24SKwoEdXNlchgCIAEoCzIdLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlVzZXIiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIOCgxHZXRNZVJlcXVlc3QiPAoNR2V0TWVSZXNwb25zZRIrCgR1c2VyGAEgASgLMh0uc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuVXNlciJNChBMaXN0VXNlcnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJ0vMYBSgAMMgBEhsKCnBhZ2VfdG9rZW4YAiABKAlCB9LzGAMYgAQiWgoRTGlzdFVzZXJzUmVzcG9uc2USLAoFdXNlcnMYASADKAsyHS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvChJQcm9tb3RlVXNlclJlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUII0vMYBAgBOAEiQgoTUHJvbW90ZVVzZXJSZXNwb25zZRIrCgR1c2VyGAEgASgLMh0uc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuVXNlciIuChFEZWxldGVVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgjS8xgECAE4ASIUChJEZWxldGVVc2VyUmVzcG9uc2UiiAIKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSDQoFYWN0b3IYAiABKAkSDgoGYWN0aW9uGAMgASgJEg4KBnRhcmdldBgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVxdWVzdF9pZBgGIAEoCRJHCgphdHRyaWJ1dGVzGAcgAygLMjMuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuQXVkaXRFdmVudC5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiawoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCdLzGAUoADDIARIbCgpwYWdlX3Rva2VuGAIgASgJQgfS8xgDGIAEEhYKBmFjdGlvbhgDIAEoCUIG0vMYAhhAImcKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEjMKBmV2ZW50cxgBIAMoCzIjLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKooBCg5IYW5kc2hha2VTdGF0ZRIfChtIQU5EU0hBS0VfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdIQU5EU0hBS0VfU1RBVEVfUEVORElORxABEh0KGUhBTkRTSEFLRV9TVEFURV9DT05GSVJNRUQQAhIbChdIQU5EU0hBS0VfU1RBVEVfRVhQSVJFRBADMtwLCgtBdXRoU2VydmljZRK6AQoXTG9naW5XaXRoVGVsZWdyYW1XaWRnZXQSNy5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Mb2dpbldpdGhUZWxlZ3JhbVdpZGdldFJlcXVlc3QaOC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Mb2dpbldpdGhUZWxlZ3JhbVdpZGdldFJlc3BvbnNlIizK8xgGCgIIARADgtPkkwIcOgEqIhcvdjEvYXV0aC90ZWxlZ3JhbS9sb2dpbhKwAQoSU3RhcnRUZWxlZ3JhbUxvZ2luEjIuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuU3RhcnRUZWxlZ3JhbUxvZ2luUmVxdWVzdBozLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlN0YXJ0VGVsZWdyYW1Mb2dpblJlc3BvbnNlIjHK8xgGCgIIARADgtPkkwIhOgEqIhwvdjEvYXV0aC90ZWxlZ3JhbS9oYW5kc2hha2VzErQBChFXYWl0VGVsZWdyYW1Mb2dpbhIxLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLldhaXRUZWxlZ3JhbUxvZ2luUmVxdWVzdBoyLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLldhaXRUZWxlZ3JhbUxvZ2luUmVzcG9uc2UiNsrzGAYKAggBEASC0+STAiY6ASoiIS92MS9hdXRoL3RlbGVncmFtL2hhbmRzaGFrZXM6d2FpdDABEtsBChRDb25maXJtVGVsZWdyYW1Mb2dpbhI0LnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkNvbmZpcm1UZWxlZ3JhbUxvZ2luUmVxdWVzdBo1LnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkNvbmZpcm1UZWxlZ3JhbUxvZ2luUmVzcG9uc2UiVsrzGBwKGCIWaWRlbnRpdHkubG9naW4uY29uZmlybRACgtPkkwIwOgEqIisvdjEvYXV0aC90ZWxlZ3JhbS9oYW5kc2hha2VzL3tjb2RlfTpjb25maXJtEqEBChBSZXF1ZXN0RW1haWxDb2RlEjAuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuUmVxdWVzdEVtYWlsQ29kZVJlcXVlc3QaMS5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5SZXF1ZXN0RW1haWxDb2RlUmVzcG9uc2UiKMrzGAYKAggBEAOC0+STAhg6ASoiEy92MS9hdXRoL2VtYWlsL2NvZGUSoAEKD1ZlcmlmeUVtYWlsQ29kZRIvLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLlZlcmlmeUVtYWlsQ29kZVJlcXVlc3QaMC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5WZXJpZnlFbWFpbENvZGVSZXNwb25zZSIqyvMYBgoCCAEQA4LT5JMCGjoBKiIVL3YxL2F1dGgvZW1haWwvdmVyaWZ5EogBCghEZXZMb2dpbhIoLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkRldkxvZ2luUmVxdWVzdBopLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkRldkxvZ2luUmVzcG9uc2UiJ8rzGAYKAggBEAOC0+STAhc6ASoiEi92MS9hdXRoL2Rldi9sb2dpbhJ/CgZMb2dvdXQSJi5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Mb2dvdXRSZXF1ZXN0Gicuc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuTG9nb3V0UmVzcG9uc2UiJMrzGAYKAhABEAKC0+STAhQ6ASoiDy92MS9hdXRoL2xvZ291dBJ1CgVHZXRNZRIlLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkdldE1lUmVxdWVzdBomLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkdldE1lUmVzcG9uc2UiHcrzGAYKAhABEAGC0+STAg0SCy92MS9hdXRoL21lMvcECgxBZG1pblNlcnZpY2USiQEKCUxpc3RVc2VycxIpLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkxpc3RVc2Vyc1JlcXVlc3QaKi5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5MaXN0VXNlcnNSZXNwb25zZSIlyvMYCgoCGAIKAhgDEAGC0+STAhESDy92MS9hZG1pbi91c2VycxKgAQoLUHJvbW90ZVVzZXISKy5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Qcm9tb3RlVXNlclJlcXVlc3QaLC5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5Qcm9tb3RlVXNlclJlc3BvbnNlIjbK8xgGCgIYAxACgtPkkwImOgEqIiEvdjEvYWRtaW4vdXNlcnMve3VzZXJfaWR9L3Byb21vdGUSkgEKCkRlbGV0ZVVzZXISKi5zd2l0Y2hib2FyZC5pZGVudGl0eS52MS5EZWxldGVVc2VyUmVxdWVzdBorLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkRlbGV0ZVVzZXJSZXNwb25zZSIryvMYBgoCGAMQAoLT5JMCGyoZL3YxL2FkbWluL3VzZXJzL3t1c2VyX2lkfRKiAQoPTGlzdEF1ZGl0RXZlbnRzEi8uc3dpdGNoYm9hcmQuaWRlbnRpdHkudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBowLnN3aXRjaGJvYXJkLmlkZW50aXR5LnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlIizK8xgKCgIYAgoCGAMQAYLT5JMCGBIWL3YxL2FkbWluL2F1ZGl0LWV2ZW50c2IGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_timestamp, file_switchboard_options_v1_access, file_switchboard_options_v1_validate]);
 
 /**
  * A person on the platform.
@@ -71,6 +71,13 @@ export type User = Message<"switchboard.identity.v1.User"> & {
    * @generated from field: google.protobuf.Timestamp last_login_time = 8;
    */
   lastLoginTime?: Timestamp | undefined;
+
+  /**
+   * Language of messages sent to the user: "ru", "en" or "fr" (ChannelService.SetLanguage).
+   *
+   * @generated from field: string language = 9;
+   */
+  language: string;
 };
 
 /**
@@ -319,6 +326,101 @@ export const ConfirmTelegramLoginResponseSchema: GenMessage<ConfirmTelegramLogin
   messageDesc(file_switchboard_identity_v1_identity, 9);
 
 /**
+ * @generated from message switchboard.identity.v1.RequestEmailCodeRequest
+ */
+export type RequestEmailCodeRequest = Message<"switchboard.identity.v1.RequestEmailCodeRequest"> & {
+  /**
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * Language of the mail for an address without a user yet ("ru", "en" or "fr"; empty: "en").
+   * A known user's own language wins.
+   *
+   * @generated from field: string language = 2;
+   */
+  language: string;
+};
+
+/**
+ * Describes the message switchboard.identity.v1.RequestEmailCodeRequest.
+ * Use `create(RequestEmailCodeRequestSchema)` to create a new message.
+ */
+export const RequestEmailCodeRequestSchema: GenMessage<RequestEmailCodeRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_identity_v1_identity, 10);
+
+/**
+ * @generated from message switchboard.identity.v1.RequestEmailCodeResponse
+ */
+export type RequestEmailCodeResponse = Message<"switchboard.identity.v1.RequestEmailCodeResponse"> & {
+  /**
+   * The code is valid until then.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 1;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * No new code for this address before then.
+   *
+   * @generated from field: google.protobuf.Timestamp next_request_time = 2;
+   */
+  nextRequestTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.identity.v1.RequestEmailCodeResponse.
+ * Use `create(RequestEmailCodeResponseSchema)` to create a new message.
+ */
+export const RequestEmailCodeResponseSchema: GenMessage<RequestEmailCodeResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_identity_v1_identity, 11);
+
+/**
+ * @generated from message switchboard.identity.v1.VerifyEmailCodeRequest
+ */
+export type VerifyEmailCodeRequest = Message<"switchboard.identity.v1.VerifyEmailCodeRequest"> & {
+  /**
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string code = 2;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message switchboard.identity.v1.VerifyEmailCodeRequest.
+ * Use `create(VerifyEmailCodeRequestSchema)` to create a new message.
+ */
+export const VerifyEmailCodeRequestSchema: GenMessage<VerifyEmailCodeRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_identity_v1_identity, 12);
+
+/**
+ * @generated from message switchboard.identity.v1.VerifyEmailCodeResponse
+ */
+export type VerifyEmailCodeResponse = Message<"switchboard.identity.v1.VerifyEmailCodeResponse"> & {
+  /**
+   * @generated from field: switchboard.identity.v1.Session session = 1;
+   */
+  session?: Session | undefined;
+
+  /**
+   * @generated from field: switchboard.identity.v1.User user = 2;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message switchboard.identity.v1.VerifyEmailCodeResponse.
+ * Use `create(VerifyEmailCodeResponseSchema)` to create a new message.
+ */
+export const VerifyEmailCodeResponseSchema: GenMessage<VerifyEmailCodeResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_identity_v1_identity, 13);
+
+/**
  * @generated from message switchboard.identity.v1.DevLoginRequest
  */
 export type DevLoginRequest = Message<"switchboard.identity.v1.DevLoginRequest"> & {
@@ -338,7 +440,7 @@ export type DevLoginRequest = Message<"switchboard.identity.v1.DevLoginRequest">
  * Use `create(DevLoginRequestSchema)` to create a new message.
  */
 export const DevLoginRequestSchema: GenMessage<DevLoginRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 10);
+  messageDesc(file_switchboard_identity_v1_identity, 14);
 
 /**
  * @generated from message switchboard.identity.v1.DevLoginResponse
@@ -360,7 +462,7 @@ export type DevLoginResponse = Message<"switchboard.identity.v1.DevLoginResponse
  * Use `create(DevLoginResponseSchema)` to create a new message.
  */
 export const DevLoginResponseSchema: GenMessage<DevLoginResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 11);
+  messageDesc(file_switchboard_identity_v1_identity, 15);
 
 /**
  * @generated from message switchboard.identity.v1.LogoutRequest
@@ -373,7 +475,7 @@ export type LogoutRequest = Message<"switchboard.identity.v1.LogoutRequest"> & {
  * Use `create(LogoutRequestSchema)` to create a new message.
  */
 export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 12);
+  messageDesc(file_switchboard_identity_v1_identity, 16);
 
 /**
  * @generated from message switchboard.identity.v1.LogoutResponse
@@ -386,7 +488,7 @@ export type LogoutResponse = Message<"switchboard.identity.v1.LogoutResponse"> &
  * Use `create(LogoutResponseSchema)` to create a new message.
  */
 export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 13);
+  messageDesc(file_switchboard_identity_v1_identity, 17);
 
 /**
  * @generated from message switchboard.identity.v1.GetMeRequest
@@ -399,7 +501,7 @@ export type GetMeRequest = Message<"switchboard.identity.v1.GetMeRequest"> & {
  * Use `create(GetMeRequestSchema)` to create a new message.
  */
 export const GetMeRequestSchema: GenMessage<GetMeRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 14);
+  messageDesc(file_switchboard_identity_v1_identity, 18);
 
 /**
  * @generated from message switchboard.identity.v1.GetMeResponse
@@ -416,7 +518,7 @@ export type GetMeResponse = Message<"switchboard.identity.v1.GetMeResponse"> & {
  * Use `create(GetMeResponseSchema)` to create a new message.
  */
 export const GetMeResponseSchema: GenMessage<GetMeResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 15);
+  messageDesc(file_switchboard_identity_v1_identity, 19);
 
 /**
  * @generated from message switchboard.identity.v1.ListUsersRequest
@@ -440,7 +542,7 @@ export type ListUsersRequest = Message<"switchboard.identity.v1.ListUsersRequest
  * Use `create(ListUsersRequestSchema)` to create a new message.
  */
 export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 16);
+  messageDesc(file_switchboard_identity_v1_identity, 20);
 
 /**
  * @generated from message switchboard.identity.v1.ListUsersResponse
@@ -462,7 +564,7 @@ export type ListUsersResponse = Message<"switchboard.identity.v1.ListUsersRespon
  * Use `create(ListUsersResponseSchema)` to create a new message.
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 17);
+  messageDesc(file_switchboard_identity_v1_identity, 21);
 
 /**
  * @generated from message switchboard.identity.v1.PromoteUserRequest
@@ -479,7 +581,7 @@ export type PromoteUserRequest = Message<"switchboard.identity.v1.PromoteUserReq
  * Use `create(PromoteUserRequestSchema)` to create a new message.
  */
 export const PromoteUserRequestSchema: GenMessage<PromoteUserRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 18);
+  messageDesc(file_switchboard_identity_v1_identity, 22);
 
 /**
  * @generated from message switchboard.identity.v1.PromoteUserResponse
@@ -496,7 +598,7 @@ export type PromoteUserResponse = Message<"switchboard.identity.v1.PromoteUserRe
  * Use `create(PromoteUserResponseSchema)` to create a new message.
  */
 export const PromoteUserResponseSchema: GenMessage<PromoteUserResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 19);
+  messageDesc(file_switchboard_identity_v1_identity, 23);
 
 /**
  * @generated from message switchboard.identity.v1.DeleteUserRequest
@@ -513,7 +615,7 @@ export type DeleteUserRequest = Message<"switchboard.identity.v1.DeleteUserReque
  * Use `create(DeleteUserRequestSchema)` to create a new message.
  */
 export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 20);
+  messageDesc(file_switchboard_identity_v1_identity, 24);
 
 /**
  * @generated from message switchboard.identity.v1.DeleteUserResponse
@@ -526,7 +628,7 @@ export type DeleteUserResponse = Message<"switchboard.identity.v1.DeleteUserResp
  * Use `create(DeleteUserResponseSchema)` to create a new message.
  */
 export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 21);
+  messageDesc(file_switchboard_identity_v1_identity, 25);
 
 /**
  * One security event: a login, a failed login, a role change, a denied call.
@@ -583,7 +685,7 @@ export type AuditEvent = Message<"switchboard.identity.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 22);
+  messageDesc(file_switchboard_identity_v1_identity, 26);
 
 /**
  * @generated from message switchboard.identity.v1.ListAuditEventsRequest
@@ -612,7 +714,7 @@ export type ListAuditEventsRequest = Message<"switchboard.identity.v1.ListAuditE
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 23);
+  messageDesc(file_switchboard_identity_v1_identity, 27);
 
 /**
  * @generated from message switchboard.identity.v1.ListAuditEventsResponse
@@ -634,7 +736,7 @@ export type ListAuditEventsResponse = Message<"switchboard.identity.v1.ListAudit
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_identity_v1_identity, 24);
+  messageDesc(file_switchboard_identity_v1_identity, 28);
 
 /**
  * State of a bot handshake.
@@ -726,6 +828,30 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof ConfirmTelegramLoginRequestSchema;
     output: typeof ConfirmTelegramLoginResponseSchema;
+  },
+  /**
+   * Sends a one-time 6-digit code to an email address (through the notification outbox),
+   * for VerifyEmailCode. Anyone may ask: the first verified login by email creates the user.
+   * Rate limited per address (RESOURCE_EXHAUSTED EMAIL_CODE_RATE_LIMITED with RetryInfo).
+   *
+   * @generated from rpc switchboard.identity.v1.AuthService.RequestEmailCode
+   */
+  requestEmailCode: {
+    methodKind: "unary";
+    input: typeof RequestEmailCodeRequestSchema;
+    output: typeof RequestEmailCodeResponseSchema;
+  },
+  /**
+   * Logs in with the newest code sent to the address and returns a new session. The first
+   * login creates the user (its email verified). A wrong code counts an attempt; the 5th
+   * wrong attempt locks the code (EMAIL_CODE_LOCKED); an expired code is EMAIL_CODE_EXPIRED.
+   *
+   * @generated from rpc switchboard.identity.v1.AuthService.VerifyEmailCode
+   */
+  verifyEmailCode: {
+    methodKind: "unary";
+    input: typeof VerifyEmailCodeRequestSchema;
+    output: typeof VerifyEmailCodeResponseSchema;
   },
   /**
    * Dev environment only: a session for a Telegram id and name, no Telegram.

@@ -1,0 +1,1 @@
+"""Notifications: the transactional outbox, its dispatch contract and administration."""

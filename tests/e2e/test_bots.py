@@ -1,0 +1,163 @@
+"""End to end: a user binds a Telegram chat through the login bot and receives a notification.
+
+Real server, the bots in-process, the real dispatcher (``python -m workers.dispatcher``) as a
+child process, and the fake Bot API standing in for Telegram on both sides.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from switchboard.identity.v1 import channels_pb2 as cpb
+from switchboard.identity.v1 import channels_pb2_grpc as cpb_grpc
+
+from bots.login import SPEC as LOGIN
+from bots.runtime.app import BotApp
+from bots.settings import BotsSettings
+from tests.conftest import Platform
+from tests.support.api import Api, next_telegram_id
+from tests.support.fake_telegram import FakeBotApi
+from tests.support.stack import ROOT
+
+pytestmark = pytest.mark.e2e
+
+HAS_DISPATCHER = importlib.util.find_spec("workers.dispatcher.__main__") is not None
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    api = FakeBotApi()
+    await api.start()
+    try:
+        yield api
+    finally:
+        await api.stop()
+
+
+@pytest.fixture
+async def bots(platform: Platform, fake: FakeBotApi) -> AsyncIterator[BotApp]:
+    settings = BotsSettings(
+        server_addr=platform.grpc_addr, telegram_api_base=fake.base_url, bot_polling_timeout=1
+    )
+    environ = {
+        LOGIN.token_env: platform.secrets.login_bot_token,
+        LOGIN.service_token_env: platform.secrets.login_bot_service_token,
+    }
+    app = BotApp(settings, (LOGIN,), environ)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+def dispatcher(
+    platform: Platform, fake: FakeBotApi, workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    if not HAS_DISPATCHER:
+        pytest.skip("workers.dispatcher is not there yet")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SWITCHBOARD_ENV": "test",
+        "SWITCHBOARD_CONFIG_DIR": str(ROOT / "configs"),
+        "SWITCHBOARD_SERVER_ADDR": platform.grpc_addr,
+        "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER": platform.secrets.dispatcher_token,
+        "SWITCHBOARD_LOGIN_BOT_TOKEN": platform.secrets.login_bot_token,
+        "SWITCHBOARD_NOTIFICATIONS_SENDER": "real",
+        "SWITCHBOARD_TELEGRAM_API_BASE": fake.base_url,
+        "SWITCHBOARD_DISPATCHER_REPORT_INTERVAL_S": "0.05",
+    }
+    with (workdir / "bots-dispatcher.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.dispatcher"],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+async def _say(fake: FakeBotApi, token: str, chat_id: int, text: str) -> str:
+    mark = fake.mark()
+    await fake.user_sends(token, chat_id, text, language_code="en")
+    answer = await fake.wait_for_message(chat_id, token=token, since=mark, timeout=10)
+    return str(answer["text"])
+
+
+async def test_user_binds_a_chat_through_the_bot_and_receives_a_notification(
+    api: Api,
+    platform: Platform,
+    fake: FakeBotApi,
+    bots: BotApp,
+    dispatcher: subprocess.Popen[bytes],
+    workdir: Path,
+) -> None:
+    token = platform.secrets.login_bot_token
+    chat = next_telegram_id()
+    session = await api.login(chat)
+    channels = cpb_grpc.ChannelServiceStub(api.channel)
+
+    # The user picks Russian in the bot; the notification will be rendered in it.
+    assert await _say(fake, token, chat, "/language ru") == "Язык: русский."
+    started = await channels.StartTelegramChannelBinding(
+        cpb.StartTelegramChannelBindingRequest(), metadata=session.metadata
+    )
+    mark = fake.mark()
+    answer = await _say(fake, token, chat, f"/start bind_{started.code}")
+    assert answer == "Чат подключён: уведомления будут приходить сюда."
+
+    # The server queued identity.telegram_channel_bound in the binding's transaction; the
+    # dispatcher delivers it through the login bot's token to that chat.
+    try:
+        notice = await fake.wait_for_message(
+            chat,
+            lambda p: "Switchboard" in str(p["text"]),
+            token=token,
+            since=mark,
+            timeout=20,
+        )
+    except TimeoutError as exc:
+        log = (workdir / "bots-dispatcher.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"{exc}; dispatcher exit code {dispatcher.poll()}, log tail:\n{log}")
+    assert notice["text"] == "Этот чат теперь привязан к вашему аккаунту Switchboard."
+    assert dispatcher.poll() is None
+    listed = await channels.ListChannels(cpb.ListChannelsRequest(), metadata=session.metadata)
+    assert [c.telegram_chat_id for c in listed.channels if c.telegram_chat_id] == [chat]
+
+    # Exactly once, even after the bot confirmed the same link twice.
+    await _say(fake, token, chat, f"/start bind_{started.code}")
+    await fake.wait_for_call("getUpdates", since=fake.mark(), timeout=5)
+    bound = [p for p in fake.sent_messages(chat, token=token) if p["text"] == notice["text"]]
+    assert len(bound) == 1
+
+
+async def test_bot_refuses_when_the_server_refuses(
+    api: Api, platform: Platform, fake: FakeBotApi, bots: BotApp
+) -> None:
+    """A plain service token without the act-as scope cannot be used by a bot (server-side)."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await cpb_grpc.ChannelServiceStub(api.channel).ConfirmTelegramChannelBinding(
+            cpb.ConfirmTelegramChannelBindingRequest(code="abcdefgh", chat_id=1, bot="login"),
+            metadata=api.service(platform.secrets.plain_worker_token),
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
