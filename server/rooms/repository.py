@@ -1,0 +1,574 @@
+"""Rooms' SQL, explicit, over asyncpg.
+
+Every stored room event takes the next per-room sequence with
+``UPDATE rooms SET last_seq = last_seq + 1 .. RETURNING`` inside the transaction that stores
+it: the row lock serialises writers of one room until commit, so sequences are gapless, and
+a committed sequence N implies every sequence below N is committed too.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TypeAlias
+from uuid import UUID
+
+import asyncpg
+
+from server.rooms.model import (
+    Ack,
+    Call,
+    CallJoined,
+    CallLeaveReason,
+    CallLeft,
+    CallParticipant,
+    EventBody,
+    Member,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    MessageNew,
+    MessageOrder,
+    Room,
+    RoomEvent,
+    RoomKind,
+    body_from_json,
+    body_to_json,
+)
+
+Tx: TypeAlias = asyncpg.Connection
+
+_ROOM_COLUMNS = (
+    "r.id, r.name, r.description, r.kind, r.max_members, r.member_count, r.creator_id, "
+    "r.create_time, r.last_seq"
+)
+_MESSAGE_COLUMNS = (
+    "m.id, m.room_id, m.seq, m.sender_id, u.display_name AS sender_name, m.body, "
+    "m.idempotency_key, m.create_time"
+)
+
+
+class RoomFull(Exception):
+    """The room's member_count would exceed max_members (a CHECK constraint)."""
+
+
+class CallFull(Exception):
+    """The call's participant_count would exceed max_participants (a CHECK constraint)."""
+
+
+class KeyReused(Exception):
+    """An idempotency key already names a message with another text."""
+
+    def __init__(self, ack: Ack) -> None:
+        super().__init__("idempotency key reused")
+        self.ack = ack
+
+
+def _room(row: asyncpg.Record) -> Room:
+    return Room(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        kind=RoomKind(row["kind"]),
+        max_members=row["max_members"],
+        member_count=row["member_count"],
+        creator_id=row["creator_id"],
+        create_time=row["create_time"],
+        last_seq=row["last_seq"],
+    )
+
+
+def _message(row: asyncpg.Record) -> Message:
+    return Message(
+        id=row["id"],
+        room_id=row["room_id"],
+        seq=row["seq"],
+        sender_id=row["sender_id"],
+        sender_name=row["sender_name"],
+        text=row["body"],
+        idempotency_key=row["idempotency_key"],
+        create_time=row["create_time"],
+    )
+
+
+class _Duplicate(Exception):
+    """Rolls back a send whose idempotency key won a race elsewhere."""
+
+
+class RoomsRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def _append(
+        self, tx: Tx, room_id: UUID, body: EventBody, recipient_id: UUID | None = None
+    ) -> RoomEvent:
+        row = await tx.fetchrow(
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, now()",
+            room_id,
+        )
+        assert row is not None
+        seq, now = row[0], row[1]
+        await tx.execute(
+            "INSERT INTO room_events (room_id, seq, kind, recipient_id, payload, create_time)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+            room_id,
+            seq,
+            body.kind,
+            recipient_id,
+            json.dumps(body_to_json(body)),
+            now,
+        )
+        return RoomEvent(room_id=room_id, seq=seq, time=now, body=body, recipient_id=recipient_id)
+
+    async def append_event(
+        self, room_id: UUID, body: EventBody, recipient_id: UUID | None = None
+    ) -> RoomEvent:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._append(conn, room_id, body, recipient_id)
+
+    async def last_seq(self, room_id: UUID) -> int | None:
+        value: int | None = await self._pool.fetchval(
+            "SELECT last_seq FROM rooms WHERE id = $1", room_id
+        )
+        return value
+
+    async def events_after(
+        self, room_id: UUID, after: int, upto: int, limit: int
+    ) -> list[RoomEvent]:
+        """Stored events with after < seq <= upto, in sequence order (messages and the rest)."""
+        rows = await self._pool.fetch(
+            f"""
+            SELECT * FROM (
+                SELECT m.seq, m.create_time AS time, NULL::uuid AS recipient_id,
+                       NULL::text AS payload, {_MESSAGE_COLUMNS}
+                  FROM room_messages m JOIN identity_users u ON u.id = m.sender_id
+                 WHERE m.room_id = $1 AND m.seq > $2 AND m.seq <= $3
+                 ORDER BY m.seq LIMIT $4
+            ) msgs
+            UNION ALL
+            SELECT * FROM (
+                SELECT e.seq, e.create_time, e.recipient_id, e.payload::text,
+                       NULL::uuid, NULL::uuid, NULL::bigint, NULL::uuid, NULL::text,
+                       NULL::text, NULL::text, NULL::timestamptz
+                  FROM room_events e
+                 WHERE e.room_id = $1 AND e.seq > $2 AND e.seq <= $3
+                 ORDER BY e.seq LIMIT $4
+            ) evts
+            ORDER BY 1 LIMIT $4
+            """,
+            room_id,
+            after,
+            upto,
+            limit,
+        )
+        out: list[RoomEvent] = []
+        for row in rows:
+            body: EventBody = (
+                MessageNew(_message(row))
+                if row["payload"] is None
+                else body_from_json(json.loads(row["payload"]))
+            )
+            out.append(
+                RoomEvent(
+                    room_id=room_id,
+                    seq=row[0],
+                    time=row[1],
+                    body=body,
+                    recipient_id=row["recipient_id"],
+                )
+            )
+        return out
+
+    # --- rooms --------------------------------------------------------------------------------
+
+    async def create_room(
+        self,
+        *,
+        creator_id: UUID,
+        request_id: UUID | None,
+        name: str,
+        description: str,
+        kind: RoomKind,
+        max_members: int,
+    ) -> tuple[Room, RoomEvent | None]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            room_id: UUID | None = await conn.fetchval(
+                "INSERT INTO rooms (name, description, kind, max_members, creator_id,"
+                " create_request_id) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (creator_id, create_request_id) DO NOTHING RETURNING id",
+                name,
+                description,
+                kind.value,
+                max_members,
+                creator_id,
+                request_id,
+            )
+            if room_id is None:  # a retry: the room that request created
+                row = await conn.fetchrow(
+                    f"SELECT {_ROOM_COLUMNS} FROM rooms r"
+                    " WHERE r.creator_id = $1 AND r.create_request_id = $2",
+                    creator_id,
+                    request_id,
+                )
+                assert row is not None
+                return _room(row), None
+            event = await self._join(conn, room_id, creator_id)
+            room = await self._get_room(conn, room_id)
+            assert room is not None
+            assert event is not None
+            return room, event
+
+    async def _get_room(self, conn: Tx | asyncpg.Pool, room_id: UUID) -> Room | None:
+        row = await conn.fetchrow(f"SELECT {_ROOM_COLUMNS} FROM rooms r WHERE r.id = $1", room_id)
+        return _room(row) if row is not None else None
+
+    async def get_room(self, room_id: UUID) -> Room | None:
+        return await self._get_room(self._pool, room_id)
+
+    async def room_for_member(self, room_id: UUID, user_id: UUID) -> tuple[Room | None, bool]:
+        row = await self._pool.fetchrow(
+            f"SELECT {_ROOM_COLUMNS}, (m.user_id IS NOT NULL) AS joined FROM rooms r"
+            " LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $2 WHERE r.id = $1",
+            room_id,
+            user_id,
+        )
+        if row is None:
+            return None, False
+        return _room(row), bool(row["joined"])
+
+    async def list_rooms(
+        self, after: tuple[datetime, UUID] | None, limit: int, member_id: UUID | None
+    ) -> list[Room]:
+        rows = await self._pool.fetch(
+            f"SELECT {_ROOM_COLUMNS} FROM rooms r"
+            " WHERE ($1::timestamptz IS NULL OR (r.create_time, r.id) > ($1, $2::uuid))"
+            "   AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM room_members m"
+            "        WHERE m.room_id = r.id AND m.user_id = $3))"
+            " ORDER BY r.create_time, r.id LIMIT $4",
+            after[0] if after else None,
+            after[1] if after else None,
+            member_id,
+            limit,
+        )
+        return [_room(r) for r in rows]
+
+    # --- members ------------------------------------------------------------------------------
+
+    async def _join(self, tx: Tx, room_id: UUID, user_id: UUID) -> RoomEvent | None:
+        row = await tx.fetchrow(
+            "WITH ins AS (INSERT INTO room_members (room_id, user_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING RETURNING user_id, join_time)"
+            " SELECT ins.join_time, u.display_name FROM ins"
+            " JOIN identity_users u ON u.id = ins.user_id",
+            room_id,
+            user_id,
+        )
+        if row is None:
+            return None
+        try:
+            await tx.execute(
+                "UPDATE rooms SET member_count = member_count + 1 WHERE id = $1", room_id
+            )
+        except asyncpg.CheckViolationError:
+            raise RoomFull from None
+        member = Member(user_id=user_id, display_name=row["display_name"], join_time=row[0])
+        return await self._append(tx, room_id, MemberJoined(member))
+
+    async def join(self, room_id: UUID, user_id: UUID) -> tuple[Room, Member, RoomEvent | None]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            event = await self._join(conn, room_id, user_id)
+            room = await self._get_room(conn, room_id)
+            member_row = await conn.fetchrow(
+                "SELECT m.join_time, u.display_name FROM room_members m"
+                " JOIN identity_users u ON u.id = m.user_id"
+                " WHERE m.room_id = $1 AND m.user_id = $2",
+                room_id,
+                user_id,
+            )
+            assert room is not None
+            assert member_row is not None
+            return room, Member(user_id, member_row["display_name"], member_row[0]), event
+
+    async def leave(self, room_id: UUID, user_id: UUID) -> list[RoomEvent]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+            deleted = await conn.fetchval(
+                "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2 RETURNING user_id",
+                room_id,
+                user_id,
+            )
+            if deleted is None:
+                return []
+            await conn.execute(
+                "UPDATE rooms SET member_count = member_count - 1 WHERE id = $1", room_id
+            )
+            events: list[RoomEvent] = []
+            call_id = await conn.fetchval(
+                "SELECT c.id FROM room_calls c JOIN room_call_participants p ON p.call_id = c.id"
+                " WHERE c.room_id = $1 AND c.end_time IS NULL AND p.user_id = $2"
+                "   AND p.leave_time IS NULL",
+                room_id,
+                user_id,
+            )
+            if call_id is not None:
+                events.extend(
+                    await self._leave_call(conn, room_id, call_id, user_id, CallLeaveReason.LEFT)
+                )
+            events.append(await self._append(conn, room_id, MemberLeft(user_id)))
+            return events
+
+    async def is_member(self, room_id: UUID, user_id: UUID) -> bool:
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)",
+                room_id,
+                user_id,
+            )
+        )
+
+    async def list_members(
+        self, room_id: UUID, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[Member]:
+        rows = await self._pool.fetch(
+            "SELECT m.user_id, u.display_name, m.join_time FROM room_members m"
+            " JOIN identity_users u ON u.id = m.user_id"
+            " WHERE m.room_id = $1"
+            "   AND ($2::timestamptz IS NULL OR (m.join_time, m.user_id) > ($2, $3::uuid))"
+            " ORDER BY m.join_time, m.user_id LIMIT $4",
+            room_id,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+        return [Member(r["user_id"], r["display_name"], r["join_time"]) for r in rows]
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def find_message(self, room_id: UUID, sender_id: UUID, key: str) -> Message | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM room_messages m"
+            " JOIN identity_users u ON u.id = m.sender_id"
+            " WHERE m.room_id = $1 AND m.sender_id = $2 AND m.idempotency_key = $3",
+            room_id,
+            sender_id,
+            key,
+        )
+        return _message(row) if row is not None else None
+
+    async def send_message(
+        self, room_id: UUID, sender_id: UUID, key: str, text: str
+    ) -> tuple[Ack, RoomEvent | None]:
+        """Store a message (event None when the key already named one: the same ack)."""
+        existing = await self.find_message(room_id, sender_id, key)
+        if existing is None:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    seq = await conn.fetchval(
+                        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+                        room_id,
+                    )
+                    row = await conn.fetchrow(
+                        "WITH ins AS (INSERT INTO room_messages"
+                        " (room_id, seq, sender_id, idempotency_key, body)"
+                        " VALUES ($1, $2, $3, $4, $5)"
+                        " ON CONFLICT (room_id, sender_id, idempotency_key) DO NOTHING"
+                        " RETURNING *)"
+                        " SELECT ins.id, ins.room_id, ins.seq, ins.sender_id,"
+                        " u.display_name AS sender_name, ins.body, ins.idempotency_key,"
+                        " ins.create_time FROM ins JOIN identity_users u ON u.id = ins.sender_id",
+                        room_id,
+                        seq,
+                        sender_id,
+                        key,
+                        text,
+                    )
+                    if row is None:
+                        raise _Duplicate  # roll back: the sequence must not be consumed
+            except _Duplicate:
+                existing = await self.find_message(room_id, sender_id, key)
+                assert existing is not None
+            else:
+                message = _message(row)
+                ack = Ack(message.id, message.seq, message.create_time)
+                event = RoomEvent(
+                    room_id=room_id,
+                    seq=message.seq,
+                    time=message.create_time,
+                    body=MessageNew(message),
+                )
+                return ack, event
+        ack = Ack(existing.id, existing.seq, existing.create_time)
+        if existing.text != text:
+            raise KeyReused(ack)
+        return ack, None
+
+    async def list_messages(
+        self,
+        room_id: UUID,
+        *,
+        before: int,
+        after: int,
+        order: MessageOrder,
+        limit: int,
+    ) -> list[Message]:
+        """Messages with after < seq < before (0 = unbounded), in the given order."""
+        direction = "DESC" if order is MessageOrder.NEWEST_FIRST else "ASC"
+        rows = await self._pool.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM room_messages m"
+            " JOIN identity_users u ON u.id = m.sender_id"
+            " WHERE m.room_id = $1 AND ($2 = 0 OR m.seq < $2) AND m.seq > $3"
+            f" ORDER BY m.seq {direction} LIMIT $4",
+            room_id,
+            before,
+            after,
+            limit,
+        )
+        return [_message(r) for r in rows]
+
+    async def delete_older_than(self, cutoff: datetime, batch: int = 5000) -> int:
+        """Retention: messages and stored events created before cutoff, in batches."""
+        total = 0
+        for table in ("room_messages", "room_events"):
+            while True:
+                deleted = await self._pool.fetchval(
+                    f"WITH gone AS (DELETE FROM {table} WHERE ctid IN"
+                    f" (SELECT ctid FROM {table} WHERE create_time < $1 LIMIT $2)"
+                    " RETURNING 1) SELECT count(*) FROM gone",
+                    cutoff,
+                    batch,
+                )
+                total += int(deleted)
+                if deleted < batch:
+                    break
+        return total
+
+    # --- calls --------------------------------------------------------------------------------
+
+    async def _call(self, conn: Tx | asyncpg.Pool, call_id: UUID) -> Call | None:
+        row = await conn.fetchrow(
+            "SELECT id, room_id, start_time, max_participants FROM room_calls"
+            " WHERE id = $1 AND end_time IS NULL",
+            call_id,
+        )
+        if row is None:
+            return None
+        participants = await conn.fetch(
+            "SELECT p.user_id, u.display_name, p.join_time FROM room_call_participants p"
+            " JOIN identity_users u ON u.id = p.user_id"
+            " WHERE p.call_id = $1 AND p.leave_time IS NULL ORDER BY p.join_time, p.user_id",
+            call_id,
+        )
+        return Call(
+            id=row["id"],
+            room_id=row["room_id"],
+            start_time=row["start_time"],
+            max_participants=row["max_participants"],
+            participants=tuple(
+                CallParticipant(p["user_id"], p["display_name"], p["join_time"])
+                for p in participants
+            ),
+        )
+
+    async def active_call(self, room_id: UUID) -> Call | None:
+        call_id = await self._pool.fetchval(
+            "SELECT id FROM room_calls WHERE room_id = $1 AND end_time IS NULL", room_id
+        )
+        return await self._call(self._pool, call_id) if call_id is not None else None
+
+    async def get_call(self, room_id: UUID, call_id: UUID) -> Call | None:
+        call = await self._call(self._pool, call_id)
+        return call if call is not None and call.room_id == room_id else None
+
+    async def join_call(
+        self, room_id: UUID, user_id: UUID, max_participants: int, prune: frozenset[UUID]
+    ) -> tuple[Call, list[UUID], list[RoomEvent]]:
+        """Join (or start) the room's call; returns the call, the peers before, the events.
+        Participants in ``prune`` (gone offline) are removed first."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+            call_id = await conn.fetchval(
+                "SELECT id FROM room_calls WHERE room_id = $1 AND end_time IS NULL", room_id
+            )
+            if call_id is None:
+                call_id = await conn.fetchval(
+                    "INSERT INTO room_calls (room_id, max_participants) VALUES ($1, $2)"
+                    " RETURNING id",
+                    room_id,
+                    max_participants,
+                )
+            call = await self._call(conn, call_id)
+            assert call is not None
+            if call.has(user_id):
+                return call, [p.user_id for p in call.participants if p.user_id != user_id], []
+            events: list[RoomEvent] = []
+            for gone in prune:
+                if call.has(gone):
+                    events.extend(
+                        await self._leave_call(
+                            conn, room_id, call_id, gone, CallLeaveReason.TIMEOUT, end=False
+                        )
+                    )
+            await conn.execute(
+                "INSERT INTO room_call_participants (call_id, user_id) VALUES ($1, $2)",
+                call_id,
+                user_id,
+            )
+            try:
+                await conn.execute(
+                    "UPDATE room_calls SET participant_count = participant_count + 1 WHERE id = $1",
+                    call_id,
+                )
+            except asyncpg.CheckViolationError:
+                raise CallFull from None
+            events.append(await self._append(conn, room_id, CallJoined(call_id, user_id)))
+            joined = await self._call(conn, call_id)
+            assert joined is not None
+            peers = [p.user_id for p in joined.participants if p.user_id != user_id]
+            return joined, peers, events
+
+    async def _leave_call(
+        self,
+        conn: Tx,
+        room_id: UUID,
+        call_id: UUID,
+        user_id: UUID,
+        reason: CallLeaveReason,
+        *,
+        end: bool = True,
+    ) -> list[RoomEvent]:
+        left = await conn.fetchval(
+            "UPDATE room_call_participants SET leave_time = now(), leave_reason = $3"
+            " WHERE call_id = $1 AND user_id = $2 AND leave_time IS NULL RETURNING user_id",
+            call_id,
+            user_id,
+            reason.value,
+        )
+        if left is None:
+            return []
+        remaining = await conn.fetchval(
+            "UPDATE room_calls SET participant_count = participant_count - 1 WHERE id = $1"
+            " RETURNING participant_count",
+            call_id,
+        )
+        ended = end and remaining == 0
+        if ended:
+            await conn.execute("UPDATE room_calls SET end_time = now() WHERE id = $1", call_id)
+        return [await self._append(conn, room_id, CallLeft(call_id, user_id, reason, ended))]
+
+    async def leave_call(self, room_id: UUID, call_id: UUID, user_id: UUID) -> list[RoomEvent]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+            active = await conn.fetchval(
+                "SELECT 1 FROM room_calls WHERE id = $1 AND room_id = $2 AND end_time IS NULL",
+                call_id,
+                room_id,
+            )
+            if active is None:
+                return []
+            return await self._leave_call(conn, room_id, call_id, user_id, CallLeaveReason.LEFT)
+
+
+def cursor_time(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value))
