@@ -410,7 +410,7 @@ def test_webhook_mode_listens_on_the_published_port(tmp_path: Path) -> None:
         tmp_path,
         "SWITCHBOARD_BOT_MODE=webhook",
         "SWITCHBOARD_BOT_WEBHOOK_URL=https://bots.example.com/webhook",
-        "SWITCHBOARD_BOT_WEBHOOK_SECRET=compose-test-only",
+        "SWITCHBOARD_BOT_WEBHOOK_SECRET=compose-test-only",  # pragma: allowlist secret
     )
     bots = compose_config(env_file=str(env_file), COMPOSE_PROFILES="bots")["services"]["bots"]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}

@@ -146,7 +146,9 @@ async def test_router_by_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     await log.close()
 
     settings = DispatcherSettings(
-        notifications_sender="real", smtp_password="pw-123456789", service_token_dispatcher="t" * 20
+        notifications_sender="real",
+        smtp_password="pw-123456789",  # pragma: allowlist secret
+        service_token_dispatcher="t" * 20,
     )
     assert set(secrets_of(settings, env)) == {"1:secret-token-value", "pw-123456789", "t" * 20}
 
