@@ -43,15 +43,11 @@ def normalize(language: str | None) -> str | None:
 def pick_language(platform_language: str | None, telegram_language: str | None) -> str:
     """The language to answer in.
 
-    The platform user's language wins when it says something: the server stores "en" as the
-    default for users who never chose, so "en" there is treated as "not chosen" and the
-    Telegram client's language (``language_code``) is used when it is supported. Anything
-    unsupported falls back to English.
+    The platform user's chosen language (``User.language``; empty when the user never chose,
+    "en" included when chosen) wins; else the Telegram client's language (``language_code``)
+    when it is supported; else English.
     """
-    chosen = normalize(platform_language)
-    if chosen is not None and chosen != DEFAULT_LANGUAGE:
-        return chosen
-    return normalize(telegram_language) or chosen or DEFAULT_LANGUAGE
+    return normalize(platform_language) or normalize(telegram_language) or DEFAULT_LANGUAGE
 
 
 class Catalog:

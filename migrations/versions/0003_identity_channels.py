@@ -16,9 +16,10 @@ depends_on = None
 def upgrade() -> None:
     run_sql(
         """
+        -- The language the user chose (SetLanguage, or at email sign-up); NULL: never chose
+        -- (notifications then use en, the bots the Telegram client's language).
         ALTER TABLE identity_users
-            ADD COLUMN language text NOT NULL DEFAULT 'en'
-                CHECK (language IN ('ru', 'en', 'fr')),
+            ADD COLUMN language text CHECK (language IN ('ru', 'en', 'fr')),
             ADD COLUMN email_verify_time timestamptz;
         -- A verified email is an email.
         ALTER TABLE identity_users
@@ -68,8 +69,9 @@ def upgrade() -> None:
             code_hash    bytea NOT NULL CHECK (length(code_hash) = 32),
             attempts     integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
             max_attempts integer NOT NULL CHECK (max_attempts >= 1),
-            -- Language of the mail, and of the user a first login creates.
-            language     text NOT NULL DEFAULT 'en' CHECK (language IN ('ru', 'en', 'fr')),
+            -- The language the requester chose (RequestEmailCode), given to the user a first
+            -- login creates; NULL: none chosen.
+            language     text CHECK (language IN ('ru', 'en', 'fr')),
             create_time  timestamptz NOT NULL DEFAULT now(),
             expire_time  timestamptz NOT NULL,
             consume_time timestamptz,

@@ -52,7 +52,7 @@ def user_to_proto(user: User) -> pb.User:
         role=role_to_proto(user.role),
         create_time=_ts(user.create_time),
         last_login_time=_ts(user.last_login_time),
-        language=user.language,
+        language=user.language or "",
     )
     if user.telegram_user_id is not None:
         message.telegram_user_id = user.telegram_user_id

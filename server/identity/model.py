@@ -28,8 +28,14 @@ class User:
     create_time: datetime
     last_login_time: datetime | None
     delete_time: datetime | None = None
-    language: str = "en"
+    #: The language the user chose (ru|en|fr); None: never chose (see ``language_or_default``).
+    language: str | None = None
     email_verify_time: datetime | None = None
+
+    @property
+    def language_or_default(self) -> str:
+        """The language to write to the user in: their choice, else the default (en)."""
+        return self.language or DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +281,8 @@ class EmailCode:
     expire_time: datetime
     consume_time: datetime | None
     lock_time: datetime | None
-    language: str = DEFAULT_LANGUAGE
+    #: The language the requester chose (for the user a first login creates); None: none.
+    language: str | None = None
 
     @property
     def attempts_left(self) -> int:

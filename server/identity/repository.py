@@ -366,7 +366,7 @@ class IdentityRepository:
         email: str,
         *,
         display_name: str,
-        language: str,
+        language: str | None,
         super_admin: bool,
         now: datetime,
     ) -> User:

@@ -574,14 +574,13 @@ class IdentityService:
                 owner = await self._repo.get_user_tx(tx, user_id)
                 if owner is None or owner.delete_time is not None:
                     raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
-                mail_language = owner.language
+                chosen = owner.language
             else:
                 known = await self._repo.find_email_user(tx, email)
-                mail_language = (
-                    known.language
-                    if known is not None and known.delete_time is None
-                    else (language or model.DEFAULT_LANGUAGE)
-                )
+                chosen = known.language if known is not None and known.delete_time is None else None
+            # The user's own choice, else the client's, else the default. The code keeps only
+            # the client's: a first login gives it to the user it creates (a choice made there).
+            mail_language = chosen or language or model.DEFAULT_LANGUAGE
             row = EmailCode(
                 id=code_id,
                 email=email,
@@ -594,7 +593,7 @@ class IdentityService:
                 expire_time=now + timedelta(seconds=config.email_code_ttl_s),
                 consume_time=None,
                 lock_time=None,
-                language=mail_language,
+                language=(language or None) if user_id is None else None,
             )
             await self._repo.insert_email_code(tx, row)
             await self._enqueue(
@@ -770,7 +769,7 @@ class IdentityService:
                     await self._enqueue(
                         tx,
                         Notice(
-                            ToEmail(email, user.language),
+                            ToEmail(email, user.language_or_default),
                             Channel.EMAIL,
                             "identity.email_verified",
                             {},
@@ -861,7 +860,7 @@ class IdentityService:
                     await self._enqueue(
                         tx,
                         Notice(
-                            ToTelegramChat(chat_id, bot, user.language),
+                            ToTelegramChat(chat_id, bot, user.language_or_default),
                             Channel.TELEGRAM,
                             "identity.telegram_channel_bound",
                             {},

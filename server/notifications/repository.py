@@ -307,7 +307,8 @@ class NotificationsRepository:
             return {}
         rows = await conn.fetch(
             """
-            SELECT u.id, u.language,
+            -- language is NULL for a user who never chose one: the default (en) then.
+            SELECT u.id, COALESCE(u.language, 'en') AS language,
                    CASE WHEN u.email_verify_time IS NOT NULL THEN u.email END AS email,
                    c.chat_id, c.bot
             FROM identity_users u

@@ -89,3 +89,48 @@ async def test_language_command_sets_the_platform_language(
     assert me.user.language == "fr"
     usage = await say(fake, token, telegram_id, "/language de")
     assert usage == "Utilisation : /language en | ru | fr"
+
+
+async def test_english_chosen_explicitly_beats_the_telegram_language(
+    api: Api, platform: Platform, fake: FakeBotApi, start_bots: StartBots
+) -> None:
+    await start_bots()
+    token = platform.secrets.login_bot_token
+    telegram_id = next_telegram_id()
+    session = await api.login(telegram_id)
+    # Never chose: the bot follows the Russian Telegram client.
+    before = await say(fake, token, telegram_id, "/start", language_code="ru")
+    assert before.startswith("Здравствуйте!")
+    answer = await say(fake, token, telegram_id, "/language en", language_code="ru")
+    assert answer == "Language set to English."
+    me = await api.auth.GetMe(pb.GetMeRequest(), metadata=session.metadata)
+    assert me.user.language == "en"
+    # English is now the user's choice: it wins over the Telegram client's Russian, as it
+    # does for notifications.
+    welcome = await say(fake, token, telegram_id, "/start", language_code="ru")
+    assert welcome.startswith("Hello! I am the Switchboard login bot.")
+    unknown = await say(fake, token, telegram_id, "hi", language_code="ru")
+    assert unknown == "I only understand /start. Open a link from the website to sign in."
+
+
+async def test_user_who_never_chose_gets_the_telegram_language(
+    api: Api, platform: Platform, fake: FakeBotApi, start_bots: StartBots
+) -> None:
+    await start_bots(bot_user_cache_ttl=0)
+    token = platform.secrets.login_bot_token
+    telegram_id = next_telegram_id()
+    session = await api.login(telegram_id)
+    me = await api.auth.GetMe(pb.GetMeRequest(), metadata=session.metadata)
+    assert me.user.language == ""  # never chose
+    ru = await say(fake, token, telegram_id, "/start", language_code="ru")
+    assert ru.startswith("Здравствуйте! Я бот входа Switchboard.")
+    fr = await say(fake, token, telegram_id, "hi", language_code="fr-CA")
+    assert fr.startswith("Je ne comprends que /start.")
+    # An unsupported (or missing) Telegram language: English.
+    de = await say(fake, token, telegram_id, "/start", language_code="de")
+    assert de.startswith("Hello! I am the Switchboard login bot.")
+    # A choice made elsewhere (the web client) reaches the bot.
+    channels = cpb_grpc.ChannelServiceStub(api.channel)
+    await channels.SetLanguage(cpb.SetLanguageRequest(language="fr"), metadata=session.metadata)
+    chosen = await say(fake, token, telegram_id, "/start", language_code="ru")
+    assert chosen.startswith("Bonjour !")

@@ -358,14 +358,35 @@ async def test_verify_an_email_for_a_telegram_user(
     assert error_info(taken.value).reason == "EMAIL_IN_USE"
 
 
-async def test_set_language_rules(api: Api, channels: cpb_grpc.ChannelServiceAsyncStub) -> None:
+async def test_set_language_rules(
+    api: Api, platform: Platform, channels: cpb_grpc.ChannelServiceAsyncStub
+) -> None:
     user = await api.login()
-    assert user.user.language == "en"
+    # A Telegram sign-up chose no language: empty in the API, NULL in the database.
+    assert user.user.language == ""
+    [row] = await fetch(
+        platform.pg_dsn,
+        "SELECT language FROM identity_users WHERE id = $1",
+        uuid.UUID(user.user.id),
+    )
+    assert row["language"] is None
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await channels.SetLanguage(cpb.SetLanguageRequest(language="de"), metadata=user.metadata)
     assert ("language", "PATTERN_MISMATCH") in field_violations(caught.value)
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await channels.SetLanguage(cpb.SetLanguageRequest(language=""), metadata=user.metadata)
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     for language in ("fr", "en"):
         response = await channels.SetLanguage(
             cpb.SetLanguageRequest(language=language), metadata=user.metadata
         )
         assert response.user.language == language
+    # English chosen explicitly is kept as a choice, distinct from "never chose".
+    me = await api.auth.GetMe(pb.GetMeRequest(), metadata=user.metadata)
+    assert me.user.language == "en"
+    [row] = await fetch(
+        platform.pg_dsn,
+        "SELECT language FROM identity_users WHERE id = $1",
+        uuid.UUID(user.user.id),
+    )
+    assert row["language"] == "en"

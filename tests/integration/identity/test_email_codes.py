@@ -120,6 +120,54 @@ async def test_email_login_creates_the_user_then_logs_in_again(
     )
 
 
+async def test_email_sign_up_without_a_language_chooses_none(api: Api, platform: Platform) -> None:
+    email = new_email("nolang")
+    await api.auth.RequestEmailCode(pb.RequestEmailCodeRequest(email=email))
+    [mail] = await queued(platform.pg_dsn, platform.secrets.data_key, email=email.lower())
+    assert mail.language == "en"  # the mail itself goes out in the default language
+    assert mail.params is not None
+    first = await verify(api, email, mail.params["code"])
+    platform.secrets.issued.append(first.session.token)
+    assert first.user.language == ""  # ... but the user chose nothing
+    [row] = await fetch(
+        platform.pg_dsn,
+        "SELECT language FROM identity_users WHERE id = $1",
+        uuid.UUID(first.user.id),
+    )
+    assert row["language"] is None
+
+    # A later request's language is used for that mail only (it is no choice); once the
+    # user has chosen, the choice wins over the request's.
+    await execute(
+        platform.pg_dsn,
+        "UPDATE identity_email_codes SET create_time = create_time - interval '2 minutes'"
+        " WHERE email = $1",
+        email.lower(),
+    )
+    await api.auth.RequestEmailCode(pb.RequestEmailCodeRequest(email=email, language="ru"))
+    mails = await queued(platform.pg_dsn, platform.secrets.data_key, email=email.lower())
+    assert mails[-1].language == "ru"
+    await execute(
+        platform.pg_dsn,
+        "UPDATE identity_users SET language = 'en' WHERE id = $1",
+        uuid.UUID(first.user.id),
+    )
+    await execute(
+        platform.pg_dsn,
+        "UPDATE identity_email_codes SET create_time = create_time - interval '2 minutes'"
+        " WHERE email = $1",
+        email.lower(),
+    )
+    await api.auth.RequestEmailCode(pb.RequestEmailCodeRequest(email=email, language="fr"))
+    mails = await queued(platform.pg_dsn, platform.secrets.data_key, email=email.lower())
+    assert mails[-1].language == "en"
+    again = await verify(
+        api, email, await latest_code(platform.pg_dsn, platform.secrets.data_key, email)
+    )
+    platform.secrets.issued.append(again.session.token)
+    assert (again.user.id, again.user.language) == (first.user.id, "en")
+
+
 async def test_five_wrong_codes_lock_the_code(api: Api, platform: Platform) -> None:
     email = new_email("lock")
     code = await request_code(api, platform, email)

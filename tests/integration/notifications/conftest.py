@@ -102,7 +102,8 @@ class NotifyStack:
                 raise TimeoutError(f"wanted {count} {status} under {prefix!r}, have {found}")
             await asyncio.sleep(0.05)
 
-    async def make_user(self, *, language: str = "en", email: str | None = None) -> UUID:
+    async def make_user(self, *, language: str | None = None, email: str | None = None) -> UUID:
+        """A user; ``language`` None: one who never chose a language (as sign-ups start)."""
         user_id: UUID = await self.pool.fetchval(
             """
             INSERT INTO identity_users (display_name, email, email_verify_time, language)

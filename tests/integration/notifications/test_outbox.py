@@ -310,6 +310,26 @@ async def test_a_user_recipient_resolves_to_the_confirmed_channel(
     assert (row["status"], row["last_error"]) == ("dead", "no_channel")
 
 
+async def test_a_user_who_never_chose_a_language_gets_english(
+    stack: NotifyStack, stub: NotificationServiceAsyncStub
+) -> None:
+    chat = next(_chats)
+    user = await stack.make_user(email=f"{uuid.uuid4().hex}@example.com")
+    assert await stack.pool.fetchval(
+        "SELECT language FROM identity_users WHERE id = $1", user
+    ) is None  # fmt: skip
+    await stack.bind_chat(user, chat)
+    k1, k2 = key(), key()
+    await stack.enqueue(to_user(user, Channel.TELEGRAM, k1))
+    await stack.enqueue(to_user(user, Channel.EMAIL, k2))
+    ids = {str((await stack.row(k))["id"]): k for k in (k1, k2)}
+    leased = {ids[i]: item for i, item in (await lease_until(stub, set(ids))).items()}
+    assert (leased[k1].telegram_chat_id, leased[k1].language) == (chat, "en")
+    assert leased[k2].language == "en"
+    assert leased[k2].subject == "Message from Switchboard"
+    await report(stub, list(leased.values()), pb.DELIVERY_OUTCOME_DELIVERED)
+
+
 async def test_pacing_spaces_global_slots_and_chats(
     stack: NotifyStack, stub: NotificationServiceAsyncStub
 ) -> None:

@@ -78,9 +78,10 @@ def test_throttle_rejects_bad_limits() -> None:
     ("platform", "telegram", "expected"),
     [
         ("fr", "ru", "fr"),  # the user's choice on the platform wins
-        ("en", "ru", "ru"),  # "en" is the server default: Telegram's language then
-        ("", "ru-RU", "ru"),
+        ("en", "ru", "en"),  # English chosen explicitly wins too
+        ("", "ru-RU", "ru"),  # never chose (empty): Telegram's language
         (None, "fr_CA", "fr"),
+        ("", "de", "en"),  # never chose, unsupported client language: English
         ("en", "de", "en"),
         (None, None, "en"),
         ("xx", "yy", "en"),

@@ -134,7 +134,8 @@ class ChannelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetLanguage(self, request, context):
-        """Sets the language of everything sent to the caller (and of the bots' answers).
+        """Sets the language of everything sent to the caller (and of the bots' answers). Any value,
+        "en" included, counts as chosen (User.language is empty only for users who never chose).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

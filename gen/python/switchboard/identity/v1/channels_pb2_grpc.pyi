@@ -67,7 +67,9 @@ class ChannelServiceStub:
     (EMAIL_IN_USE).
     """
     SetLanguage: _grpc.UnaryUnaryMultiCallable[_channels_pb2.SetLanguageRequest, _channels_pb2.SetLanguageResponse]
-    """Sets the language of everything sent to the caller (and of the bots' answers)."""
+    """Sets the language of everything sent to the caller (and of the bots' answers). Any value,
+    "en" included, counts as chosen (User.language is empty only for users who never chose).
+    """
 
 @_typing.type_check_only
 class ChannelServiceAsyncStub(ChannelServiceStub):
@@ -108,7 +110,9 @@ class ChannelServiceAsyncStub(ChannelServiceStub):
     (EMAIL_IN_USE).
     """
     SetLanguage: _aio.UnaryUnaryMultiCallable[_channels_pb2.SetLanguageRequest, _channels_pb2.SetLanguageResponse]  # type: ignore[assignment]
-    """Sets the language of everything sent to the caller (and of the bots' answers)."""
+    """Sets the language of everything sent to the caller (and of the bots' answers). Any value,
+    "en" included, counts as chosen (User.language is empty only for users who never chose).
+    """
 
 class ChannelServiceServicer(metaclass=_abc_1.ABCMeta):
     """Where the platform may reach a user: Telegram chats bound through the login bot, and a
@@ -188,6 +192,8 @@ class ChannelServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.SetLanguageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_channels_pb2.SetLanguageResponse, _abc.Awaitable[_channels_pb2.SetLanguageResponse]]:
-        """Sets the language of everything sent to the caller (and of the bots' answers)."""
+        """Sets the language of everything sent to the caller (and of the bots' answers). Any value,
+        "en" included, counts as chosen (User.language is empty only for users who never chose).
+        """
 
 def add_ChannelServiceServicer_to_server(servicer: ChannelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

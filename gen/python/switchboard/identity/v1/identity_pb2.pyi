@@ -73,7 +73,10 @@ class User(_message.Message):
     """Verified email, when known."""
     role: _access_pb2.Role.ValueType
     language: _builtins.str
-    """Language of messages sent to the user: "ru", "en" or "fr" (ChannelService.SetLanguage)."""
+    """The language the user chose: "ru", "en" or "fr" (ChannelService.SetLanguage, or the
+    language given at email sign-up). Empty: the user never chose; notifications are then
+    sent in "en" and the bots answer in the Telegram client's language.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -337,8 +340,9 @@ class RequestEmailCodeRequest(_message.Message):
     LANGUAGE_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     language: _builtins.str
-    """Language of the mail for an address without a user yet ("ru", "en" or "fr"; empty: "en").
-    A known user's own language wins.
+    """The client's language ("ru", "en" or "fr"; empty: none given). A known user's own choice
+    wins for the mail (then this, then "en"). The user a first login creates gets this as
+    their chosen language (User.language); empty leaves it not chosen.
     """
     def __init__(
         self,

@@ -478,7 +478,8 @@ export const ChannelService: GenService<{
     output: typeof ConfirmEmailVerificationResponseSchema;
   },
   /**
-   * Sets the language of everything sent to the caller (and of the bots' answers).
+   * Sets the language of everything sent to the caller (and of the bots' answers). Any value,
+   * "en" included, counts as chosen (User.language is empty only for users who never chose).
    *
    * @generated from rpc switchboard.identity.v1.ChannelService.SetLanguage
    */

@@ -73,7 +73,9 @@ export type User = Message<"switchboard.identity.v1.User"> & {
   lastLoginTime?: Timestamp | undefined;
 
   /**
-   * Language of messages sent to the user: "ru", "en" or "fr" (ChannelService.SetLanguage).
+   * The language the user chose: "ru", "en" or "fr" (ChannelService.SetLanguage, or the
+   * language given at email sign-up). Empty: the user never chose; notifications are then
+   * sent in "en" and the bots answer in the Telegram client's language.
    *
    * @generated from field: string language = 9;
    */
@@ -335,8 +337,9 @@ export type RequestEmailCodeRequest = Message<"switchboard.identity.v1.RequestEm
   email: string;
 
   /**
-   * Language of the mail for an address without a user yet ("ru", "en" or "fr"; empty: "en").
-   * A known user's own language wins.
+   * The client's language ("ru", "en" or "fr"; empty: none given). A known user's own choice
+   * wins for the mail (then this, then "en"). The user a first login creates gets this as
+   * their chosen language (User.language); empty leaves it not chosen.
    *
    * @generated from field: string language = 2;
    */
