@@ -27,6 +27,7 @@ from server.identity.service import IdentityConfig, IdentityService
 from server.kernel import logs, metrics
 from server.kernel.broadcast import Broadcast
 from server.kernel.crypto import SecretBox, decode_key
+from server.kernel.fanout import Fanout
 from server.kernel.health import HealthMonitor
 from server.kernel.methods import MethodRegistry, contract_services
 from server.kernel.pipeline import Pipeline
@@ -37,9 +38,8 @@ from server.notifications.model import Notice
 from server.notifications.repository import NotificationsRepository
 from server.notifications.service import NotificationsConfig, NotificationsService
 from server.rooms.api import CallApi, RoomApi
-from server.rooms.live import LiveRooms
-from server.rooms.repository import RoomsRepository
-from server.rooms.service import RoomsConfig, RoomsService
+from server.rooms.repository import PresenceRepository, RoomsRepository
+from server.rooms.service import RoomsConfig, RoomsService, RoomStreams, room_stream
 
 log = logging.getLogger("switchboard.server")
 
@@ -200,18 +200,17 @@ async def serve(settings: Settings) -> None:
         )
     )
     rooms_repo = RoomsRepository(pool)
-    rooms_live = LiveRooms(
+    rooms_live: RoomStreams = Fanout(
         redis,
-        load_events=rooms_repo.events_after,
-        last_seq=rooms_repo.last_seq,
+        room_stream(rooms_repo),
         buffer_size=settings.rooms_live_buffer_size,
         tick_s=settings.rooms_heartbeat_s,
-        presence_ttl_s=settings.rooms_presence_ttl_s,
     )
     room_messages = Bucket(settings.rooms_message_rate_per_s, settings.rooms_message_burst)
     rooms = RoomsService(
         rooms_repo,
         rooms_live,
+        PresenceRepository(redis, settings.rooms_presence_ttl_s),
         rooms_config(settings),
         stopping=stopping,
         limiter=(
@@ -235,7 +234,7 @@ async def serve(settings: Settings) -> None:
     )
     enabled = [d for d in domains if d.name in settings.domains]
     if "rooms" in settings.domains:
-        background.append(asyncio.create_task(rooms_live.run()))
+        background.append(asyncio.create_task(rooms_live.run(on_tick=rooms.sweep_presence)))
         background.append(asyncio.create_task(rooms.run_retention()))
     if "notifications" in settings.domains:
         background.append(asyncio.create_task(notifications.maintain()))

@@ -1,4 +1,4 @@
-"""Rooms' pure types and rules: rooms, members, messages, room events, calls. No I/O."""
+"""Rooms' pure types and rules: rooms, members, messages, room events, presence, calls. No I/O."""
 
 from __future__ import annotations
 
@@ -370,6 +370,32 @@ def event_from_json(d: dict[str, Any]) -> RoomEvent:
         body=body_from_json(d["body"]),
         recipient_id=UUID(recipient) if recipient else None,
     )
+
+
+def room_of(event: RoomEvent) -> UUID:
+    """The fan-out topic of a room event (server/kernel/fanout.py)."""
+    return event.room_id
+
+
+# --- presence ---------------------------------------------------------------------------------
+# A member is online while they hold an open subscription; each subscription is one entry
+# ``<user>:<connection>`` in the room's presence set (see PresenceRepository).
+
+
+def presence_event(room_id: UUID, user_id: UUID, *, online: bool) -> RoomEvent:
+    return RoomEvent(
+        room_id=room_id, seq=0, time=datetime.now(UTC), body=PresenceUpdate(user_id, online)
+    )
+
+
+def presence_member(user_id: UUID, conn_id: str) -> str:
+    return f"{user_id}:{conn_id}"
+
+
+def presence_user(member: bytes | str) -> UUID:
+    """The user of a presence entry."""
+    text = member.decode() if isinstance(member, bytes) else member
+    return UUID(text.split(":", 1)[0])
 
 
 # --- rules ------------------------------------------------------------------------------------

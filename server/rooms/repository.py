@@ -1,19 +1,24 @@
-"""Rooms' SQL, explicit, over asyncpg.
+"""Rooms' storage: explicit SQL over asyncpg (:class:`RoomsRepository`), and the Redis side
+(:class:`PresenceRepository`, and the fan-out channel name).
 
 Every stored room event takes the next per-room sequence with
 ``UPDATE rooms SET last_seq = last_seq + 1 .. RETURNING`` inside the transaction that stores
 it: the row lock serialises writers of one room until commit, so sequences are gapless, and
-a committed sequence N implies every sequence below N is committed too.
+a committed sequence N implies every sequence below N is committed too. That is what the
+live fan-out (server/kernel/fanout.py, fed by ``events_after`` and ``last_seq``) relies on.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from server.rooms.model import (
     Ack,
@@ -34,9 +39,16 @@ from server.rooms.model import (
     RoomKind,
     body_from_json,
     body_to_json,
+    presence_member,
+    presence_user,
 )
 
 Tx: TypeAlias = asyncpg.Connection
+
+# Redis: the pub/sub channel every replica's room fan-out listens to, and one presence set
+# per room.
+EVENTS_CHANNEL = "sb:rooms:events"
+PRESENCE_KEY = "sb:rooms:presence:{room}"
 
 _ROOM_COLUMNS = (
     "r.id, r.name, r.description, r.kind, r.max_members, r.member_count, r.creator_id, "
@@ -572,3 +584,83 @@ class RoomsRepository:
 
 def cursor_time(value: Any) -> datetime:
     return datetime.fromisoformat(str(value))
+
+
+# --- Redis: presence --------------------------------------------------------------------------
+
+
+class PresenceRepository:
+    """Who has an open subscription to a room: the Redis side of the repository, one sorted
+    set per room (``PRESENCE_KEY``), members ``<user>:<connection>`` scored by expiry,
+    TTL-bounded. Open subscriptions refresh their entry every tick; an entry of a dead replica
+    expires, and whichever replica sweeps it first reports the user offline."""
+
+    def __init__(self, redis: Redis, ttl_s: float) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+
+    @staticmethod
+    def _key(room_id: UUID) -> str:
+        return PRESENCE_KEY.format(room=room_id)
+
+    async def lookup(self, room_id: UUID) -> set[UUID] | None:
+        """Users online in the room; None when Redis cannot tell."""
+        try:
+            members = await self._redis.zrangebyscore(self._key(room_id), time.time(), "+inf")
+        except (RedisError, OSError):
+            return None
+        return {presence_user(_raw(m)) for m in members}
+
+    async def online(self, room_id: UUID) -> set[UUID]:
+        """Users online in the room (nobody when Redis cannot tell)."""
+        return await self.lookup(room_id) or set()
+
+    async def add(self, room_id: UUID, user_id: UUID, conn_id: str) -> bool:
+        """Register a connection; True when the user was offline before."""
+        try:
+            was_online = user_id in await self.online(room_id)
+            key = self._key(room_id)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(key, {presence_member(user_id, conn_id): time.time() + self._ttl_s})
+                pipe.expire(key, int(self._ttl_s) + 1)
+                await pipe.execute()
+        except (RedisError, OSError):
+            return False
+        return not was_online
+
+    async def remove(self, room_id: UUID, user_id: UUID, conn_id: str) -> bool:
+        """Drop a connection; True when the user has no other live connection."""
+        try:
+            removed = await self._redis.zrem(self._key(room_id), presence_member(user_id, conn_id))
+        except (RedisError, OSError):
+            return False
+        return bool(removed) and user_id not in await self.online(room_id)
+
+    async def refresh(self, room_id: UUID, entries: list[tuple[UUID, str]]) -> list[UUID]:
+        """Extend this replica's connections; sweep expired ones. Returns users gone offline."""
+        key = self._key(room_id)
+        now = time.time()
+        try:
+            if entries:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.zadd(key, {presence_member(u, c): now + self._ttl_s for u, c in entries})
+                    pipe.expire(key, int(self._ttl_s) + 1)
+                    await pipe.execute()
+            expired = await self._redis.zrangebyscore(key, "-inf", now)
+            gone: set[UUID] = set()
+            for member in expired:
+                raw = _raw(member)
+                if await self._redis.zrem(key, raw):  # exactly one replica wins each
+                    gone.add(presence_user(raw))
+            if not gone:
+                return []
+            still = await self.online(room_id)
+        except (RedisError, OSError):
+            return []
+        return [u for u in gone if u not in still]
+
+
+def _raw(member: object) -> bytes | str:
+    if isinstance(member, bytes | str):
+        return member
+    raise TypeError(f"unexpected presence member {member!r}")

@@ -23,10 +23,10 @@ from server.kernel.errors import (
     Unauthenticated,
     Unavailable,
 )
+from server.kernel.fanout import Closed, Fanout, FanoutMetrics, Overflow, Stream, Subscription
 from server.kernel.principal import Principal
 from server.kernel.ratelimit import RateLimiter
 from server.rooms import model
-from server.rooms.live import Closed, LiveRooms, Overflow, Subscription, presence_event
 from server.rooms.model import (
     DOMAIN,
     Ack,
@@ -45,13 +45,47 @@ from server.rooms.model import (
     SignalKind,
     Synced,
     TurnCredentials,
+    event_from_json,
+    event_to_json,
+    presence_event,
+    room_of,
 )
-from server.rooms.repository import CallFull, KeyReused, RoomFull, RoomsRepository
+from server.rooms.repository import (
+    EVENTS_CHANNEL,
+    CallFull,
+    KeyReused,
+    PresenceRepository,
+    RoomFull,
+    RoomsRepository,
+)
 
 log = logging.getLogger(__name__)
 D = DOMAIN
 # Most events one SubscribeRoomResponse carries (one stream write).
 STREAM_BATCH = 256
+
+# The live side of room streams (server/kernel/fanout.py): topics are rooms, events are
+# RoomEvents, subscriptions deliver to a user (call signals only to their recipient).
+RoomStreams = Fanout[UUID, RoomEvent, UUID]
+RoomSubscription = Subscription[UUID, RoomEvent, UUID]
+# rooms_fanout_*_total, rooms_subscriber_overflows_total, rooms_subscriptions
+FANOUT_METRICS = FanoutMetrics.named("rooms", "room")
+
+
+def room_stream(repo: RoomsRepository) -> Stream[UUID, RoomEvent, UUID]:
+    """Room events on the kernel fan-out: JSON on ``EVENTS_CHANNEL``, gaps read from
+    PostgreSQL, call signals only to their recipient."""
+    return Stream(
+        EVENTS_CHANNEL,
+        room_of,
+        event_to_json,
+        event_from_json,
+        repo.events_after,
+        repo.last_seq,
+        visible=RoomEvent.visible_to,
+        metrics=FANOUT_METRICS,
+    )
+
 
 MESSAGES = Counter(
     "rooms_messages_total",
@@ -180,7 +214,8 @@ class RoomsService:
     def __init__(
         self,
         repo: RoomsRepository,
-        live: LiveRooms,
+        live: RoomStreams,
+        presence: PresenceRepository,
         config: RoomsConfig,
         *,
         stopping: asyncio.Event | None = None,
@@ -189,6 +224,7 @@ class RoomsService:
     ) -> None:
         self._repo = repo
         self._live = live
+        self._presence = presence
         self._config = config
         self._stopping = stopping or asyncio.Event()
         self._limiter = limiter
@@ -300,7 +336,7 @@ class RoomsService:
             token = paging.encode(
                 {"t": members[-1].join_time.isoformat(), "i": str(members[-1].user_id)}
             )
-        online = await self._live.presence.online(room_id)
+        online = await self._presence.online(room_id)
         return [
             Member(m.user_id, m.display_name, m.join_time, online=m.user_id in online)
             for m in members
@@ -412,7 +448,7 @@ class RoomsService:
         resumed = after is not None
         synced = False
         try:
-            if await self._live.presence.add(room_id, user_id, conn_id):
+            if await self._presence.add(room_id, user_id, conn_id):
                 await self._live.publish(presence_event(room_id, user_id, online=True))
             last = after
             while True:
@@ -423,7 +459,7 @@ class RoomsService:
                         yield replayed
                     last = sub.start
                 if not synced:
-                    online = await self._live.presence.online(room_id)
+                    online = await self._presence.online(room_id)
                     yield [
                         RoomEvent(
                             room_id=room_id,
@@ -481,12 +517,12 @@ class RoomsService:
             self._live.detach(sub)
             self._spawn(self._went_away(room_id, user_id, conn_id))
 
-    async def _replay(self, sub: Subscription, after: int) -> AsyncIterator[list[RoomEvent]]:
+    async def _replay(self, sub: RoomSubscription, after: int) -> AsyncIterator[list[RoomEvent]]:
         """Stored events after ``after`` up to the subscription's start, buffer or database,
         in batches of at most ``STREAM_BATCH``."""
         buffered = sub.hub.replayable_from_buffer(after)
         if buffered is not None:
-            events = [e for e in buffered if e.seq <= sub.start and e.visible_to(sub.user_id)]
+            events = [e for e in buffered if e.seq <= sub.start and e.visible_to(sub.viewer)]
             REPLAYED.labels("buffer").inc(len(events))
             for i in range(0, len(events), STREAM_BATCH):
                 chunk = events[i : i + STREAM_BATCH]
@@ -495,10 +531,10 @@ class RoomsService:
             return
         cursor = after
         while cursor < sub.start:
-            page = await self._repo.events_after(sub.hub.room_id, cursor, sub.start, STREAM_BATCH)
+            page = await self._repo.events_after(sub.hub.topic, cursor, sub.start, STREAM_BATCH)
             if not page:
                 return
-            visible = [e for e in page if e.visible_to(sub.user_id)]
+            visible = [e for e in page if e.visible_to(sub.viewer)]
             if visible:
                 REPLAYED.labels("db").inc(len(visible))
                 _count_delivered(visible)
@@ -507,10 +543,17 @@ class RoomsService:
 
     async def _went_away(self, room_id: UUID, user_id: UUID, conn_id: str) -> None:
         try:
-            if await self._live.presence.remove(room_id, user_id, conn_id):
+            if await self._presence.remove(room_id, user_id, conn_id):
                 await self._live.publish(presence_event(room_id, user_id, online=False))
         except Exception:
             log.debug("presence removal failed", exc_info=True)
+
+    async def sweep_presence(self, room_id: UUID, subs: list[RoomSubscription]) -> None:
+        """Every fan-out tick, per room with subscribers on this replica: refresh their
+        presence entries, sweep expired ones (a dead replica's) and announce who went offline."""
+        entries = [(s.viewer, s.conn_id) for s in subs]
+        for user_id in await self._presence.refresh(room_id, entries):
+            await self._live.publish(presence_event(room_id, user_id, online=False))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -538,7 +581,7 @@ class RoomsService:
         ):
             # Participants without a subscription for longer than the presence TTL cannot
             # receive signals: they left without LeaveCall. Redis unknown: prune nobody.
-            online = await self._live.presence.lookup(room_id)
+            online = await self._presence.lookup(room_id)
             if online is not None:
                 settled = self._clock() - timedelta(seconds=self._config.presence_ttl_s)
                 prune = frozenset(

@@ -1,17 +1,29 @@
-"""The fan-out hot path: batched stream writes, encode once per replica, paced wake-ups,
-and gap fills that wait for reordered events before reading PostgreSQL."""
+"""Rooms on the kernel fan-out (server/kernel/fanout.py, tested in tests/unit/kernel): a
+response is encoded once per replica, call signals reach only their recipient, and room events
+cross replicas as the JSON of the Redis channel."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 from typing import Any, cast
 from uuid import UUID, uuid4
 
 from switchboard.rooms.v1 import rooms_pb2 as pb
 
+from server.kernel.fanout import Fanout, Hub, Subscription
 from server.rooms.api import encode_response, event_to_proto
-from server.rooms.live import LiveRooms, RoomHub, Subscription
-from server.rooms.model import Heartbeat, MemberLeft, PresenceUpdate, RoomEvent, Synced
+from server.rooms.model import (
+    CallSignal,
+    Heartbeat,
+    MemberLeft,
+    PresenceUpdate,
+    RoomEvent,
+    SignalKind,
+    Synced,
+    event_to_json,
+)
+from server.rooms.repository import RoomsRepository
+from server.rooms.service import RoomStreams, RoomSubscription, room_stream
 from tests.unit.rooms.test_model import NOW, ROOM
 
 
@@ -39,85 +51,39 @@ def test_a_response_is_the_concatenation_of_its_encoded_events() -> None:
     )  # over 127 bytes: a two-byte length prefix
 
 
-async def test_a_write_carries_at_most_the_limit_and_keeps_the_rest_in_order() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=10)
-    sub = Subscription(hub, uuid4(), 0, limit=100)
-    hub.subscribers.add(sub)
-    for seq in range(1, 8):
-        hub.offer(_event(seq))
-    assert [e.seq for e in await sub.next_batch(3) or []] == [1, 2, 3]
-    assert [e.seq for e in await sub.next_batch(3) or []] == [4, 5, 6]
-    assert [e.seq for e in await sub.next_batch(3) or []] == [7]
-
-
-async def test_wakeups_are_paced_so_a_busy_room_batches() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=10, flush_interval_s=0.5)
-    sub = Subscription(hub, uuid4(), 0, limit=100)
-    hub.subscribers.add(sub)
-    waiting = asyncio.ensure_future(sub.next_batch())
-    await asyncio.sleep(0)
-    hub.offer(_event(1))  # after a quiet interval: at once
-    assert [e.seq for e in await asyncio.wait_for(waiting, 0.2) or []] == [1]
-    waiting = asyncio.ensure_future(sub.next_batch())
-    await asyncio.sleep(0)  # the writer waits again (events queued before it came back
-    # are taken at once, without waiting for a wake-up)
-    hub.offer(_event(2))
-    hub.offer(_event(3))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()  # within the interval of the last wake-up: held
-    assert [e.seq for e in await asyncio.wait_for(waiting, 2) or []] == [2, 3]
-
-
-def _live(load: Any, last: int) -> LiveRooms:
-    async def last_seq(room_id: UUID) -> int:
-        return last
-
-    # No Redis needed: events are ingested directly, as the listener would.
-    return LiveRooms(
-        cast(Any, None),
-        load_events=load,
-        last_seq=last_seq,
-        buffer_size=100,
-        tick_s=60,
-        presence_ttl_s=120,
+def test_call_signals_reach_only_their_recipient() -> None:
+    hub: Hub[UUID, RoomEvent, UUID] = Hub(ROOM, 0, 10, visible=RoomEvent.visible_to)
+    alice, bob = uuid4(), uuid4()
+    to_alice: RoomSubscription = Subscription(hub, alice, 0, limit=10)
+    to_bob: RoomSubscription = Subscription(hub, bob, 0, limit=10)
+    hub.subscribers.update({to_alice, to_bob})
+    signal = RoomEvent(
+        ROOM, 1, NOW, CallSignal(uuid4(), alice, bob, SignalKind.OFFER, "v=0"), recipient_id=bob
     )
+    hub.offer(signal)
+    hub.offer(_event(2))
+    assert [e.seq for e in to_alice._items] == [2]
+    assert [e.seq for e in to_bob._items] == [1, 2]
 
 
-async def test_a_reordered_event_is_released_by_the_missing_one_without_postgres() -> None:
-    loads: list[tuple[int, int]] = []
+async def test_room_events_from_another_replica_reach_local_subscribers() -> None:
+    class Repo:
+        async def last_seq(self, room_id: UUID) -> int:
+            return 6
 
-    async def load(room_id: UUID, after: int, upto: int, limit: int) -> list[RoomEvent]:
-        loads.append((after, upto))
-        return []
+        async def events_after(
+            self, room_id: UUID, after: int, upto: int, limit: int
+        ) -> list[RoomEvent]:
+            return []
 
-    live = _live(load, last=10)
-    sub = await live.attach(ROOM, uuid4())
-    live.ingest(_event(12))  # 11 is still on its way
-    await asyncio.sleep(0.01)
-    assert sub.hub.pending
-    assert sub.hub.filling is not None
-    live.ingest(_event(11))
-    assert [e.seq for e in await asyncio.wait_for(sub.next_batch(), 1) or []] == [11, 12]
-    await asyncio.sleep(0.1)  # past the fill delay
-    assert loads == []
-    assert sub.hub.filling is None
-    live.detach(sub)
-
-
-async def test_a_lost_event_is_read_from_postgres_after_the_wait() -> None:
-    loads: list[tuple[int, int]] = []
-
-    async def load(room_id: UUID, after: int, upto: int, limit: int) -> list[RoomEvent]:
-        loads.append((after, upto))
-        return [_event(s) for s in range(after + 1, upto + 1)]
-
-    live = _live(load, last=10)
-    sub = await live.attach(ROOM, uuid4())
-    live.ingest(_event(12))  # 11 never comes through Redis
-    seen: list[int] = []
-    async with asyncio.timeout(1):
-        while len(seen) < 2:
-            seen += [e.seq for e in await sub.next_batch() or []]
-    assert seen == [11, 12]
-    assert loads == [(10, 12)]
-    live.detach(sub)
+    # No Redis: the message is handed over as the listener would.
+    repo = cast(RoomsRepository, Repo())
+    streams: RoomStreams = Fanout(cast(Any, None), room_stream(repo), buffer_size=10, tick_s=60)
+    sub = await streams.attach(ROOM, uuid4())
+    other_room = RoomEvent(UUID(int=2), 7, NOW, MemberLeft(uuid4()))
+    for event in (other_room, _event(7)):
+        streams._on_message(json.dumps({"o": "other", "e": event_to_json(event)}).encode())
+    batch = await sub.next_batch() or []
+    assert [(e.room_id, e.seq) for e in batch] == [(ROOM, 7)]
+    assert batch[0].body == _event(7).body
+    streams.detach(sub)

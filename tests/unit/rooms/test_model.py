@@ -1,8 +1,7 @@
-"""Rooms' pure rules: message text, TURN credentials, event JSON, the live hub's ordering."""
+"""Rooms' pure rules: message text, TURN credentials, event JSON, presence entries."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -11,7 +10,6 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from server.rooms.live import Closed, RoomHub, Subscription
 from server.rooms.model import (
     CallJoined,
     CallLeaveReason,
@@ -33,6 +31,10 @@ from server.rooms.model import (
     TextProblem,
     event_from_json,
     event_to_json,
+    presence_event,
+    presence_member,
+    presence_user,
+    room_of,
     text_problem,
     turn_credentials,
 )
@@ -104,110 +106,19 @@ def test_unknown_event_kind_is_rejected() -> None:
         )
 
 
-def _event(seq: int, recipient: UUID | None = None) -> RoomEvent:
-    return RoomEvent(ROOM, seq, NOW, MemberLeft(uuid4()), recipient_id=recipient)
+def test_presence_entries_name_the_user_and_the_connection() -> None:
+    user = uuid4()
+    member = presence_member(user, "c0nn:x")
+    assert member == f"{user}:c0nn:x"
+    assert presence_user(member) == user
+    assert presence_user(member.encode()) == user  # as Redis returns it
 
 
-def _drain(sub: Subscription) -> list[int]:
-    out = []
-    while sub._items:
-        out.append(sub._items.popleft().seq)
-    return out
-
-
-def test_hub_delivers_in_order_across_gaps_and_drops_duplicates() -> None:
-    hub = RoomHub(ROOM, head=10, buffer_size=100)
-    sub = Subscription(hub, uuid4(), hub.head, limit=100)
-    hub.subscribers.add(sub)
-    assert hub.offer(_event(11))
-    assert not hub.offer(_event(13))  # ahead of a gap: held back
-    assert hub.offer(_event(11))  # duplicate: ignored
-    assert _drain(sub) == [11]
-    assert hub.offer(_event(12))  # the gap closes: 12 then 13
-    assert _drain(sub) == [12, 13]
-    assert hub.head == 13
-    assert not hub.pending
-
-
-def test_hub_skips_what_the_database_no_longer_has() -> None:
-    hub = RoomHub(ROOM, head=1, buffer_size=100)
-    sub = Subscription(hub, uuid4(), hub.head, limit=100)
-    hub.subscribers.add(sub)
-    hub.offer(_event(5))
-    hub.skip_to(4)
-    assert _drain(sub) == [5]
-    assert hub.head == 5
-
-
-def test_hub_buffer_serves_resumes_only_when_it_reaches_back() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=3)
-    for seq in range(1, 6):
-        hub.offer(_event(seq))
-    assert [e.seq for e in hub.replayable_from_buffer(3) or []] == [4, 5]
-    assert [e.seq for e in hub.replayable_from_buffer(2) or []] == [3, 4, 5]
-    assert hub.replayable_from_buffer(1) is None  # 2 has left the buffer: use the database
-    assert hub.replayable_from_buffer(5) == []
-
-
-def test_addressed_events_reach_only_their_recipient() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=10)
-    alice, bob = uuid4(), uuid4()
-    to_alice = Subscription(hub, alice, 0, limit=10)
-    to_bob = Subscription(hub, bob, 0, limit=10)
-    hub.subscribers.update({to_alice, to_bob})
-    hub.offer(_event(1, recipient=bob))
-    hub.offer(_event(2))
-    assert _drain(to_alice) == [2]
-    assert _drain(to_bob) == [1, 2]
-
-
-def test_a_slow_subscriber_overflows_instead_of_growing_without_bound() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=10)
-    sub = Subscription(hub, uuid4(), 0, limit=3)
-    hub.subscribers.add(sub)
-    for seq in range(1, 6):
-        hub.offer(_event(seq))
-    assert sub.overflowed
-    assert _drain(sub) == []
-
-
-async def test_heartbeats_are_due_only_after_an_idle_interval() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=10)
-    sub = Subscription(hub, uuid4(), 0, limit=10)
-    hub.subscribers.add(sub)
-    sub.tick()  # attached during this interval: not idle yet
-    hub.offer(_event(1))
-    assert [e.seq for e in await sub.next_batch() or []] == [1]
-    sub.tick()  # an event came during the interval
-    hub.offer(_event(2))
-    hub.offer(_event(3))
-    assert [e.seq for e in await sub.next_batch() or []] == [2, 3]  # one wake-up, both
-    sub.tick()
-    waiting = asyncio.ensure_future(sub.next_batch())
-    await asyncio.sleep(0)
-    assert not waiting.done()
-    sub.tick()  # a whole interval without events
-    assert await waiting is None
-
-
-async def test_closing_wakes_a_waiting_subscription() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=10)
-    sub = Subscription(hub, uuid4(), 0, limit=10)
-    waiting = asyncio.ensure_future(sub.next_batch())
-    await asyncio.sleep(0)
-    sub.close()
-    with pytest.raises(Closed):
-        await waiting
-
-
-def test_a_new_hub_keeps_what_arrives_while_it_reads_the_head() -> None:
-    hub = RoomHub(ROOM, head=0, buffer_size=10, ready=False)
-    for seq in (9, 10, 12):  # 9 and 10 are committed before the head is read as 9
-        assert hub.offer(_event(seq))
-    sub = Subscription(hub, uuid4(), 0, limit=10)
-    hub.subscribers.add(sub)
-    assert hub.open_at(9)  # 11 is still missing: a gap to fill
-    assert hub.ready.is_set()
-    assert _drain(sub) == [10]
-    assert hub.offer(_event(11))
-    assert _drain(sub) == [11, 12]
+def test_presence_updates_are_ephemeral_room_events() -> None:
+    user = uuid4()
+    event = presence_event(ROOM, user, online=False)
+    assert not event.stored
+    assert event.seq == 0
+    assert room_of(event) == ROOM
+    assert event.body == PresenceUpdate(user, online=False)
+    assert event.visible_to(uuid4())

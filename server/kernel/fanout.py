@@ -1,72 +1,143 @@
-"""Live fan-out of room events across replicas, and presence.
+"""Resumable sequenced streams fanned out across replicas over Redis pub/sub.
 
-Events are stored in PostgreSQL first (the repository), then handed to :class:`LiveRooms`:
-it delivers them to this replica's subscribers at once and publishes them on one Redis
-pub/sub channel that every replica listens to. Each replica keeps, per room that has local
-subscribers, a hub: the highest contiguous sequence it has seen (``head``), a buffer of the
-last stored events (resumes served without PostgreSQL), and the subscriptions. An event that
+A domain stores its events first (each with the next sequence of its topic: a room, a
+strategy, ...), then hands them to :class:`Fanout`: it delivers them to this replica's
+subscribers at once and publishes them on one Redis pub/sub channel (named by the domain) that
+every replica listens to. Each replica keeps, per topic that has local subscribers, a
+:class:`Hub`: the highest contiguous sequence it has seen (``head``), a buffer of the last
+stored events (resumes served without the database), and the subscriptions. An event that
 arrives ahead of a gap (a reordered or lost Redis message) is held back and released when the
 missing sequence arrives; only a gap that holds ``head`` back for the whole fill delay is read
-from PostgreSQL. A periodic tick compares ``head`` with the room's ``last_seq`` in PostgreSQL at
+through the domain's loader. A periodic tick compares ``head`` with the topic's ``last_seq`` at
 the previous tick, so subscribers catch up even when Redis is down.
 
-Delivery is paced per room (``FLUSH_INTERVAL_S``): events are queued on every subscription
-at once, and one pass wakes the writers, at most once per interval, so under load a writer
-sends everything queued for it as one response (see server/rooms/api.py encode_response).
+Sequences are per topic, gapless in storage (a committed N implies every sequence below N is
+committed too, or removed by retention); sequence 0 marks an ephemeral event, delivered live
+only (never buffered, ordered or loaded).
 
-Presence: one Redis sorted set per room, members ``<user>:<connection>`` scored by expiry.
-Open subscriptions refresh their entry every tick; an entry of a dead replica expires, and
-whichever replica sweeps it first announces the user offline.
+Delivery is paced per topic (``FLUSH_INTERVAL_S``): events are queued on every subscription
+at once, and one pass wakes the writers, at most once per interval, so under load a writer
+sends everything queued for it as one response.
+
+The domain describes its stream with a :class:`Stream`: the channel name, where an event
+belongs (``topic_of``), its JSON encoding (``encode``/``decode``), the loader for gaps
+(``load_events(topic, after, upto, limit)``: stored events with after < seq <= upto in
+sequence order) and ``last_seq(topic)``, who may see an event (``visible``, given the
+subscription's viewer) and its metrics (:meth:`FanoutMetrics.named`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from uuid import UUID
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.registry import REGISTRY
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server.rooms.model import PresenceUpdate, RoomEvent, event_from_json, event_to_json
+from server.kernel.broadcast import Broadcast
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "sb:rooms:events"
-PRESENCE_KEY = "sb:rooms:presence:{room}"
 FILL_PAGE = 500
-# A room's subscribers are woken at most once per this interval (the first event after a
+# A topic's subscribers are woken at most once per this interval (the first event after a
 # quiet interval goes out at once): under load each wakeup writes every event queued since,
 # as one stream message, instead of one write per event per subscriber.
 FLUSH_INTERVAL_S = 0.03
+# How long the head may stand still behind a gap before the gap is read from the database.
+FILL_DELAY_S = 0.05
 
-PUBLISHED = Counter(
-    "rooms_fanout_published_total", "Room events published to Redis for other replicas."
-)
-PUBLISH_FAILURES = Counter(
-    "rooms_fanout_publish_failures_total",
-    "Room events not published to Redis (Redis down); other replicas catch up from PostgreSQL.",
-)
-RECEIVED = Counter("rooms_fanout_received_total", "Room events received from other replicas.")
-GAP_FILLS = Counter(
-    "rooms_fanout_gap_fills_total", "Times a replica read missing room events from PostgreSQL."
-)
-OVERFLOWS = Counter(
-    "rooms_subscriber_overflows_total",
-    "Subscribers that fell behind their live queue and were resynchronised from PostgreSQL.",
-)
-SUBSCRIPTIONS = Gauge("rooms_subscriptions", "Open room subscriptions on this replica.")
 
-LoadEvents = Callable[[UUID, int, int, int], Awaitable[list[RoomEvent]]]
-LastSeq = Callable[[UUID], Awaitable[int | None]]
+class Sequenced(Protocol):
+    """What the fan-out needs of an event: its sequence in its topic (0: ephemeral)."""
+
+    @property
+    def seq(self) -> int: ...
+
+
+K = TypeVar("K", bound=Hashable)  # a topic's id
+E = TypeVar("E", bound=Sequenced)  # an event
+V = TypeVar("V")  # who a subscription delivers to (``visible`` decides per event)
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutMetrics:
+    published: Counter
+    publish_failures: Counter
+    received: Counter
+    gap_fills: Counter
+    overflows: Counter
+    subscriptions: Gauge
+
+    @classmethod
+    def named(
+        cls, prefix: str, noun: str, *, registry: CollectorRegistry | None = REGISTRY
+    ) -> FanoutMetrics:
+        """``<prefix>_fanout_published_total``, ``<prefix>_fanout_publish_failures_total``,
+        ``<prefix>_fanout_received_total``, ``<prefix>_fanout_gap_fills_total``,
+        ``<prefix>_subscriber_overflows_total`` and ``<prefix>_subscriptions``; ``noun`` names
+        the stream in the help texts (lower case). Create them once per process."""
+        title = noun[:1].upper() + noun[1:]
+        return cls(
+            published=Counter(
+                f"{prefix}_fanout_published_total",
+                f"{title} events published to Redis for other replicas.",
+                registry=registry,
+            ),
+            publish_failures=Counter(
+                f"{prefix}_fanout_publish_failures_total",
+                f"{title} events not published to Redis (Redis down); other replicas catch up "
+                "from PostgreSQL.",
+                registry=registry,
+            ),
+            received=Counter(
+                f"{prefix}_fanout_received_total",
+                f"{title} events received from other replicas.",
+                registry=registry,
+            ),
+            gap_fills=Counter(
+                f"{prefix}_fanout_gap_fills_total",
+                f"Times a replica read missing {noun} events from PostgreSQL.",
+                registry=registry,
+            ),
+            overflows=Counter(
+                f"{prefix}_subscriber_overflows_total",
+                "Subscribers that fell behind their live queue and were resynchronised from "
+                "PostgreSQL.",
+                registry=registry,
+            ),
+            subscriptions=Gauge(
+                f"{prefix}_subscriptions",
+                f"Open {noun} subscriptions on this replica.",
+                registry=registry,
+            ),
+        )
+
+
+# Counted nowhere: hubs and fan-outs built without metrics (unit tests).
+_UNCOUNTED = FanoutMetrics.named("unregistered", "stream", registry=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Stream(Generic[K, E, V]):
+    """One kind of sequenced stream, as its domain defines it."""
+
+    channel: str  # the Redis pub/sub channel every replica listens to
+    topic_of: Callable[[E], K]
+    encode: Callable[[E], Any]  # to JSON-able data
+    decode: Callable[[Any], E]  # raises ValueError, KeyError or TypeError when malformed
+    load_events: Callable[[K, int, int, int], Awaitable[list[E]]]  # (topic, after, upto, limit)
+    last_seq: Callable[[K], Awaitable[int | None]]
+    visible: Callable[[E, V], bool] | None = None  # None: every subscriber sees every event
+    metrics: FanoutMetrics = _UNCOUNTED
 
 
 class Overflow(Exception):
@@ -77,19 +148,21 @@ class Closed(Exception):
     """The server is stopping."""
 
 
-class Subscription:
+class Subscription(Generic[K, E, V]):
     """One open stream's queue of live events. Heartbeats are due when the ticker finds it
     idle for a whole interval (no timer per wait: waits are cheap on the hot path)."""
 
     def __init__(
-        self, hub: RoomHub, user_id: UUID, start: int, limit: int, conn_id: str | None = None
+        self, hub: Hub[K, E, V], viewer: V, start: int, limit: int, conn_id: str | None = None
     ) -> None:
         self.hub = hub
-        self.user_id = user_id
+        self.viewer = viewer
         self.start = start  # the hub's head when attached: live events come after it
         self.conn_id = conn_id or uuid.uuid4().hex[:12]
         self._limit = limit
-        self._items: deque[RoomEvent] = deque()
+        self._visible = hub.visible
+        self._overflows = hub.metrics.overflows
+        self._items: deque[E] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.active = True  # something was queued since the last tick
         self._beat = False
@@ -108,14 +181,14 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def push(self, event: RoomEvent) -> None:
-        """Queue an event; the hub wakes the writer (see RoomHub.flush)."""
-        if self.overflowed or not event.visible_to(self.user_id):
+    def push(self, event: E) -> None:
+        """Queue an event; the hub wakes the writer (see Hub.flush)."""
+        if self.overflowed or (self._visible is not None and not self._visible(event, self.viewer)):
             return
         if len(self._items) >= self._limit:
             self.overflowed = True
             self._items.clear()
-            OVERFLOWS.inc()
+            self._overflows.inc()
             self._wake()
         else:
             self._items.append(event)
@@ -132,7 +205,7 @@ class Subscription:
         self.closed = True
         self._wake()
 
-    async def next_batch(self, limit: int = 256) -> list[RoomEvent] | None:
+    async def next_batch(self, limit: int = 256) -> list[E] | None:
         """The queued live events, at least one and at most ``limit`` (the rest stays queued
         for the next call); None when a heartbeat is due."""
         while not self._items:
@@ -158,35 +231,39 @@ class Subscription:
         return [popleft() for _ in range(limit)]
 
 
-class RoomHub:
-    """One room's live state on this replica."""
+class Hub(Generic[K, E, V]):
+    """One topic's live state on this replica."""
 
     def __init__(
         self,
-        room_id: UUID,
+        topic: K,
         head: int,
         buffer_size: int,
         *,
         ready: bool = True,
         flush_interval_s: float = FLUSH_INTERVAL_S,
+        visible: Callable[[E, V], bool] | None = None,
+        metrics: FanoutMetrics = _UNCOUNTED,
     ) -> None:
-        self.room_id = room_id
+        self.topic = topic
+        self.visible = visible
+        self.metrics = metrics
         self._flush_interval_s = flush_interval_s
         self._flush_handle: asyncio.Handle | None = None
         self._flush_time = 0.0
         self.head = head
-        self.buffer: deque[RoomEvent] = deque(maxlen=buffer_size)
-        self.pending: dict[int, RoomEvent] = {}
-        self.subscribers: set[Subscription] = set()
+        self.buffer: deque[E] = deque(maxlen=buffer_size)
+        self.pending: dict[int, E] = {}
+        self.subscribers: set[Subscription[K, E, V]] = set()
         self.filling: asyncio.Task[None] | None = None
-        # When ``head`` last moved: a gap is filled from PostgreSQL only when it has held the
-        # head back for the whole fill delay (reordered publishes usually land in between).
+        # When ``head`` last moved: a gap is filled from the database only when it has held
+        # the head back for the whole fill delay (reordered publishes usually land in between).
         self.progress_time = time.monotonic()
-        # The room's last sequence in PostgreSQL at the previous tick: in flight through
+        # The topic's last sequence in the database at the previous tick: in flight through
         # Redis then, so missing it one tick later means it was lost.
         self.tick_last: int | None = None
-        # A new hub collects live events while it reads the room's head from PostgreSQL, so
-        # an event committed meanwhile is not missed.
+        # A new hub collects live events while it reads the topic's head from the database,
+        # so an event committed meanwhile is not missed.
         self.ready = asyncio.Event()
         self.broken = False
         if ready:
@@ -202,7 +279,7 @@ class RoomHub:
         self.ready.set()
         return bool(self.pending)
 
-    def replayable_from_buffer(self, after: int) -> list[RoomEvent] | None:
+    def replayable_from_buffer(self, after: int) -> list[E] | None:
         """Buffered events with seq > after, or None when the buffer does not reach back."""
         if after >= self.head:
             return []
@@ -210,7 +287,7 @@ class RoomHub:
             return None
         return [e for e in self.buffer if e.seq > after]
 
-    def _deliver(self, event: RoomEvent) -> None:
+    def _deliver(self, event: E) -> None:
         for sub in self.subscribers:
             sub.push(event)
         if self._flush_handle is None and self.subscribers:
@@ -238,9 +315,9 @@ class RoomHub:
             self._flush_handle.cancel()
             self._flush_handle = None
 
-    def offer(self, event: RoomEvent) -> bool:
+    def offer(self, event: E) -> bool:
         """Take an event; False when it is ahead of a gap (kept pending)."""
-        if not event.stored:
+        if event.seq <= 0:  # ephemeral
             self._deliver(event)
             return True
         if event.seq <= self.head:
@@ -258,7 +335,7 @@ class RoomHub:
             del self.pending[seq]
         return True
 
-    def _accept(self, event: RoomEvent) -> None:
+    def _accept(self, event: E) -> None:
         self.head = event.seq
         self.progress_time = time.monotonic()
         self.buffer.append(event)
@@ -272,161 +349,85 @@ class RoomHub:
                 self._accept(self.pending.pop(self.head + 1))
 
 
-class Presence:
-    """Who has an open subscription to a room, in Redis, TTL-bounded."""
+class Fanout(Generic[K, E, V]):
+    """Sequenced streams of one kind (one Redis channel) on this replica."""
 
-    def __init__(self, redis: Redis, ttl_s: float) -> None:
-        self._redis = redis
-        self._ttl_s = ttl_s
-
-    @staticmethod
-    def _key(room_id: UUID) -> str:
-        return PRESENCE_KEY.format(room=room_id)
-
-    async def lookup(self, room_id: UUID) -> set[UUID] | None:
-        """Users online in the room; None when Redis cannot tell."""
-        try:
-            members = await self._redis.zrangebyscore(self._key(room_id), time.time(), "+inf")
-        except (RedisError, OSError):
-            return None
-        return {_user_of(m) for m in members}
-
-    async def online(self, room_id: UUID) -> set[UUID]:
-        """Users online in the room (nobody when Redis cannot tell)."""
-        return await self.lookup(room_id) or set()
-
-    async def add(self, room_id: UUID, user_id: UUID, conn_id: str) -> bool:
-        """Register a connection; True when the user was offline before."""
-        try:
-            was_online = user_id in await self.online(room_id)
-            key = self._key(room_id)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(key, {f"{user_id}:{conn_id}": time.time() + self._ttl_s})
-                pipe.expire(key, int(self._ttl_s) + 1)
-                await pipe.execute()
-        except (RedisError, OSError):
-            return False
-        return not was_online
-
-    async def remove(self, room_id: UUID, user_id: UUID, conn_id: str) -> bool:
-        """Drop a connection; True when the user has no other live connection."""
-        try:
-            removed = await self._redis.zrem(self._key(room_id), f"{user_id}:{conn_id}")
-        except (RedisError, OSError):
-            return False
-        return bool(removed) and user_id not in await self.online(room_id)
-
-    async def refresh(self, room_id: UUID, entries: list[tuple[UUID, str]]) -> list[UUID]:
-        """Extend this replica's connections; sweep expired ones. Returns users gone offline."""
-        key = self._key(room_id)
-        now = time.time()
-        try:
-            if entries:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.zadd(key, {f"{u}:{c}": now + self._ttl_s for u, c in entries})
-                    pipe.expire(key, int(self._ttl_s) + 1)
-                    await pipe.execute()
-            expired = await self._redis.zrangebyscore(key, "-inf", now)
-            gone: set[UUID] = set()
-            for member in expired:
-                if await self._redis.zrem(key, _raw(member)):  # exactly one replica wins each
-                    gone.add(_user_of(member))
-            if not gone:
-                return []
-            still = await self.online(room_id)
-        except (RedisError, OSError):
-            return []
-        return [u for u in gone if u not in still]
-
-
-def _raw(member: object) -> bytes | str:
-    if isinstance(member, bytes | str):
-        return member
-    raise TypeError(f"unexpected presence member {member!r}")
-
-
-def _user_of(member: object) -> UUID:
-    raw = _raw(member)
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return UUID(text.split(":", 1)[0])
-
-
-class LiveRooms:
     def __init__(
         self,
         redis: Redis,
+        stream: Stream[K, E, V],
         *,
-        load_events: LoadEvents,
-        last_seq: LastSeq,
         buffer_size: int,
         tick_s: float,
-        presence_ttl_s: float,
         queue_limit: int = 10_000,
         flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
-        self._flush_interval_s = flush_interval_s
         self._redis = redis
-        self._load = load_events
-        self._last_seq = last_seq
+        self._stream = stream
+        self._channel = stream.channel
+        self._metrics = stream.metrics
+        self._queue_limit = max(queue_limit, buffer_size)
         self._buffer_size = buffer_size
         self._tick_s = tick_s
-        self._queue_limit = max(queue_limit, buffer_size)
-        self.presence = Presence(redis, presence_ttl_s)
+        self._flush_interval_s = flush_interval_s
+        self._on_tick: Callable[[K, list[Subscription[K, E, V]]], Awaitable[None]] | None = None
         self.origin = uuid.uuid4().hex
-        self._hubs: dict[UUID, RoomHub] = {}
+        self._hubs: dict[K, Hub[K, E, V]] = {}
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=100_000)
         self._closed = False
 
     # --- subscriptions -----------------------------------------------------------------------
 
     async def attach(
-        self, room_id: UUID, user_id: UUID, conn_id: str | None = None
-    ) -> Subscription:
+        self, topic: K, viewer: V, conn_id: str | None = None
+    ) -> Subscription[K, E, V]:
         while True:
             if self._closed:
                 raise Closed
-            hub = self._hubs.get(room_id)
+            hub = self._hubs.get(topic)
             if hub is None:
-                hub = self._hubs[room_id] = RoomHub(
-                    room_id,
+                hub = self._hubs[topic] = Hub(
+                    topic,
                     0,
                     self._buffer_size,
                     ready=False,
                     flush_interval_s=self._flush_interval_s,
+                    visible=self._stream.visible,
+                    metrics=self._metrics,
                 )
                 try:
-                    head = await self._last_seq(room_id) or 0
+                    head = await self._stream.last_seq(topic) or 0
                 except BaseException:
                     hub.broken = True
-                    if self._hubs.get(room_id) is hub:
-                        del self._hubs[room_id]
+                    if self._hubs.get(topic) is hub:
+                        del self._hubs[topic]
                     hub.ready.set()  # waiters retry
                     raise
                 if hub.open_at(head) and hub.filling is None:
-                    hub.filling = asyncio.create_task(self._fill(hub, delay=0.05))
+                    hub.filling = asyncio.create_task(self._fill(hub, delay=FILL_DELAY_S))
             elif not hub.ready.is_set():
                 await hub.ready.wait()
-                if hub.broken or self._hubs.get(room_id) is not hub:
+                if hub.broken or self._hubs.get(topic) is not hub:
                     continue  # its creator failed, or it was dropped meanwhile
             break
-        sub = Subscription(hub, user_id, hub.head, self._queue_limit, conn_id)
+        sub = Subscription(hub, viewer, hub.head, self._queue_limit, conn_id)
         hub.subscribers.add(sub)
-        SUBSCRIPTIONS.inc()
+        self._metrics.subscriptions.inc()
         return sub
 
-    def detach(self, sub: Subscription) -> None:
+    def detach(self, sub: Subscription[K, E, V]) -> None:
         hub = sub.hub
         if sub in hub.subscribers:
             hub.subscribers.discard(sub)
-            SUBSCRIPTIONS.dec()
-        if not hub.subscribers and self._hubs.get(hub.room_id) is hub:
-            del self._hubs[hub.room_id]
+            self._metrics.subscriptions.dec()
+        if not hub.subscribers and self._hubs.get(hub.topic) is hub:
+            del self._hubs[hub.topic]
             if hub.filling is not None:
                 hub.filling.cancel()
             hub.cancel_flush()
 
-    def head(self, room_id: UUID) -> int | None:
-        hub = self._hubs.get(room_id)
+    def head(self, topic: K) -> int | None:
+        hub = self._hubs.get(topic)
         return hub.head if hub is not None else None
 
     def close(self) -> None:
@@ -438,30 +439,32 @@ class LiveRooms:
 
     # --- ingestion ---------------------------------------------------------------------------
 
-    def ingest(self, event: RoomEvent) -> None:
-        hub = self._hubs.get(event.room_id)
+    def ingest(self, event: E) -> None:
+        hub = self._hubs.get(self._stream.topic_of(event))
         if hub is None:
             return
         if not hub.offer(event) and hub.filling is None:
-            hub.filling = asyncio.create_task(self._fill(hub, delay=0.05))
+            hub.filling = asyncio.create_task(self._fill(hub, delay=FILL_DELAY_S))
 
-    async def publish(self, event: RoomEvent) -> None:
+    async def publish(self, event: E) -> None:
         """Deliver locally now; other replicas through Redis (never fails the caller)."""
         self.ingest(event)
-        payload = json.dumps({"o": self.origin, "e": event_to_json(event)})
+        payload = json.dumps({"o": self.origin, "e": self._stream.encode(event)})
         try:
             self._outbox.put_nowait(payload)
         except asyncio.QueueFull:
-            PUBLISH_FAILURES.inc()
+            self._metrics.publish_failures.inc()
 
-    async def _fill(self, hub: RoomHub, *, delay: float = 0.0, upto: int | None = None) -> None:
-        """Read missing events from PostgreSQL. Every sequence below a committed one is
-        committed too (see the repository), so what the database lacks in the range is gone
-        for good (retention) and is skipped."""
+    async def _fill(
+        self, hub: Hub[K, E, V], *, delay: float = 0.0, upto: int | None = None
+    ) -> None:
+        """Read missing events from the database. Every sequence below a committed one is
+        committed too, so what the database lacks in the range is gone for good (retention)
+        and is skipped."""
         try:
             while delay:
                 # Reordered arrivals usually land meanwhile and release what waits for them;
-                # PostgreSQL only when the head has not moved for the whole delay.
+                # the database only when the head has not moved for the whole delay.
                 if upto is None and not hub.pending:
                     return
                 wait = hub.progress_time + delay - time.monotonic()
@@ -472,8 +475,8 @@ class LiveRooms:
                 target = upto if upto is not None else max(hub.pending, default=hub.head)
                 if target <= hub.head:
                     return
-                GAP_FILLS.inc()
-                events = await self._load(hub.room_id, hub.head, target, FILL_PAGE)
+                self._metrics.gap_fills.inc()
+                events = await self._stream.load_events(hub.topic, hub.head, target, FILL_PAGE)
                 for event in events:
                     if event.seq > hub.head + 1:
                         hub.skip_to(event.seq - 1)
@@ -481,14 +484,20 @@ class LiveRooms:
                 if len(events) < FILL_PAGE and hub.head < target:
                     hub.skip_to(target - 1 if target in hub.pending else target)
         except Exception:
-            log.warning("room gap fill failed", exc_info=True)
+            log.warning("fan-out gap fill failed", extra={"channel": self._channel}, exc_info=True)
         finally:
             hub.filling = None
 
     # --- background --------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Redis listener, publisher and the periodic tick, until cancelled."""
+    async def run(
+        self,
+        on_tick: Callable[[K, list[Subscription[K, E, V]]], Awaitable[None]] | None = None,
+    ) -> None:
+        """Redis listener, publisher and the periodic tick, until cancelled. ``on_tick`` runs
+        every tick for each topic with local subscribers, after its catch-up check (for
+        per-topic upkeep such as presence)."""
+        self._on_tick = on_tick
         tasks = [
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._publisher()),
@@ -508,74 +517,53 @@ class LiveRooms:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for payload in batch:
-                        pipe.publish(CHANNEL, payload)
+                        pipe.publish(self._channel, payload)
                     await pipe.execute()
-                PUBLISHED.inc(len(batch))
+                self._metrics.published.inc(len(batch))
             except (RedisError, OSError) as exc:
-                PUBLISH_FAILURES.inc(len(batch))
-                log.warning("room fan-out publish failed", extra={"error": type(exc).__name__})
-
-    async def _listen(self, retry_s: float = 0.5) -> None:
-        while True:
-            try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    async for message in pubsub.listen():
-                        data = message.get("data")
-                        if isinstance(data, bytes):
-                            self._on_message(data)
-            except (RedisError, OSError) as exc:
+                self._metrics.publish_failures.inc(len(batch))
                 log.warning(
-                    "room fan-out listener reconnecting", extra={"error": type(exc).__name__}
+                    "fan-out publish failed",
+                    extra={"channel": self._channel, "error": type(exc).__name__},
                 )
-                await asyncio.sleep(retry_s)
 
-    def _on_message(self, data: bytes) -> None:
+    async def _listen(self) -> None:
+        await Broadcast(self._redis, self._channel).listen(self._on_message, retry_s=0.5)
+
+    def _on_message(self, data: str | bytes) -> None:
         try:
             envelope = json.loads(data)
             if envelope.get("o") == self.origin:
                 return
-            event = event_from_json(envelope["e"])
+            event = self._stream.decode(envelope["e"])
         except (ValueError, KeyError, TypeError):
-            log.warning("room fan-out: malformed message dropped")
+            log.warning("fan-out: malformed message dropped", extra={"channel": self._channel})
             return
-        RECEIVED.inc()
+        self._metrics.received.inc()
         self.ingest(event)
 
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
             hubs = list(self._hubs.values())
-            for hub in hubs:  # heartbeats first: they must not wait for PostgreSQL
+            for hub in hubs:  # heartbeats first: they must not wait for the database
                 for sub in list(hub.subscribers):
                     sub.tick()
             for hub in hubs:
                 try:
                     await self._tick(hub)
                 except Exception:
-                    log.warning("room tick failed", exc_info=True)
+                    log.warning(
+                        "fan-out tick failed", extra={"channel": self._channel}, exc_info=True
+                    )
 
-    async def _tick(self, hub: RoomHub) -> None:
-        last = await self._last_seq(hub.room_id)
-        # What PostgreSQL held at the previous tick and still has not arrived was lost on the
-        # way (events committed since are most likely still in flight through Redis).
+    async def _tick(self, hub: Hub[K, E, V]) -> None:
+        last = await self._stream.last_seq(hub.topic)
+        # What the database held at the previous tick and still has not arrived was lost on
+        # the way (events stored since are most likely still in flight through Redis).
         due = hub.tick_last
         hub.tick_last = last
         if due is not None and due > hub.head and hub.filling is None:
             hub.filling = asyncio.create_task(self._fill(hub, upto=due))
-        entries = [(s.user_id, s.conn_id) for s in hub.subscribers]
-        for user_id in await self.presence.refresh(hub.room_id, entries):
-            await self.publish(presence_event(hub.room_id, user_id, online=False))
-
-
-def presence_event(room_id: UUID, user_id: UUID, *, online: bool) -> RoomEvent:
-    return RoomEvent(
-        room_id=room_id, seq=0, time=datetime.now(UTC), body=PresenceUpdate(user_id, online)
-    )
-
-
-async def cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if self._on_tick is not None:
+            await self._on_tick(hub.topic, list(hub.subscribers))
