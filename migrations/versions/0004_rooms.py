@@ -94,6 +94,31 @@ def upgrade() -> None:
         );
         CREATE UNIQUE INDEX room_call_participants_active
             ON room_call_participants (call_id, user_id) WHERE leave_time IS NULL;
+
+        -- SendCallSignal request_ids: a retry finds the first signal's sequence here. The row
+        -- is inserted (ON CONFLICT DO NOTHING) in the transaction that stores the signal.
+        CREATE TABLE room_call_signal_requests (
+            call_id     uuid NOT NULL REFERENCES room_calls (id) ON DELETE CASCADE,
+            sender_id   uuid NOT NULL REFERENCES identity_users (id),
+            request_id  uuid NOT NULL,
+            seq         bigint NOT NULL CHECK (seq > 0),
+            create_time timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (call_id, sender_id, request_id)
+        );
+        CREATE INDEX room_call_signal_requests_retention
+            ON room_call_signal_requests (create_time);
+
+        -- ReportCallOutcome request_ids: only the first report of a request_id is counted.
+        CREATE TABLE room_call_reports (
+            room_id     uuid NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+            call_id     uuid NOT NULL,
+            user_id     uuid NOT NULL REFERENCES identity_users (id),
+            request_id  uuid NOT NULL,
+            outcome     text NOT NULL,
+            create_time timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (call_id, user_id, request_id)
+        );
+        CREATE INDEX room_call_reports_retention ON room_call_reports (create_time);
         """
     )
 
@@ -101,6 +126,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     run_sql(
         """
+        DROP TABLE room_call_reports;
+        DROP TABLE room_call_signal_requests;
         DROP TABLE room_call_participants;
         DROP TABLE room_calls;
         DROP TABLE room_events;

@@ -356,6 +356,7 @@ class CallApi(calls_grpc.CallServiceServicer):
             sdp=request.sdp,
             candidate=candidate,
             ice_restart=request.ice_restart,
+            request_id=request.request_id,
         )
         return calls_pb.SendCallSignalResponse(sequence=seq)
 
@@ -384,5 +385,6 @@ class CallApi(calls_grpc.CallServiceServicer):
             setup_ms=request.setup_ms,
             relayed=request.relayed,
             ice_restarted=request.ice_restarted,
+            request_id=request.request_id,
         )
         return calls_pb.ReportCallOutcomeResponse()

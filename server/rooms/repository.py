@@ -27,6 +27,7 @@ from server.rooms.model import (
     CallLeaveReason,
     CallLeft,
     CallParticipant,
+    CallSignal,
     EventBody,
     Member,
     MemberJoined,
@@ -139,6 +140,62 @@ class RoomsRepository:
     ) -> RoomEvent:
         async with self._pool.acquire() as conn, conn.transaction():
             return await self._append(conn, room_id, body, recipient_id)
+
+    async def signal_sent(self, call_id: UUID, sender_id: UUID, request_id: UUID) -> int | None:
+        """The sequence of the signal a SendCallSignal request_id already stored, if any."""
+        value: int | None = await self._pool.fetchval(
+            "SELECT seq FROM room_call_signal_requests"
+            " WHERE call_id = $1 AND sender_id = $2 AND request_id = $3",
+            call_id,
+            sender_id,
+            request_id,
+        )
+        return value
+
+    async def append_signal(
+        self, room_id: UUID, body: CallSignal, request_id: UUID | None
+    ) -> tuple[int, RoomEvent | None]:
+        """Store a call signal for its recipient; with a request_id, at most once per (call,
+        sender, request_id): a retry gets the first signal's sequence and no event (a racing
+        duplicate rolls its transaction back, so it consumes no sequence)."""
+        if request_id is None:
+            event = await self.append_event(room_id, body, recipient_id=body.to_user_id)
+            return event.seq, event
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                event = await self._append(conn, room_id, body, recipient_id=body.to_user_id)
+                inserted = await conn.fetchval(
+                    "INSERT INTO room_call_signal_requests (call_id, sender_id, request_id, seq)"
+                    " VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (call_id, sender_id, request_id) DO NOTHING RETURNING seq",
+                    body.call_id,
+                    body.from_user_id,
+                    request_id,
+                    event.seq,
+                )
+                if inserted is None:
+                    raise _Duplicate  # roll back the stored event and its sequence
+        except _Duplicate:
+            seq = await self.signal_sent(body.call_id, body.from_user_id, request_id)
+            assert seq is not None
+            return seq, None
+        return event.seq, event
+
+    async def record_report(
+        self, room_id: UUID, call_id: UUID, user_id: UUID, request_id: UUID, outcome: str
+    ) -> bool:
+        """Record a ReportCallOutcome request_id; False when it was already recorded."""
+        inserted = await self._pool.fetchval(
+            "INSERT INTO room_call_reports (room_id, call_id, user_id, request_id, outcome)"
+            " VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (call_id, user_id, request_id) DO NOTHING RETURNING true",
+            room_id,
+            call_id,
+            user_id,
+            request_id,
+            outcome,
+        )
+        return bool(inserted)
 
     async def last_seq(self, room_id: UUID) -> int | None:
         value: int | None = await self._pool.fetchval(
@@ -440,9 +497,15 @@ class RoomsRepository:
         return [_message(r) for r in rows]
 
     async def delete_older_than(self, cutoff: datetime, batch: int = 5000) -> int:
-        """Retention: messages and stored events created before cutoff, in batches."""
+        """Retention: messages, stored events and call request keys created before cutoff, in
+        batches."""
         total = 0
-        for table in ("room_messages", "room_events"):
+        for table in (
+            "room_messages",
+            "room_events",
+            "room_call_signal_requests",
+            "room_call_reports",
+        ):
             while True:
                 deleted = await self._pool.fetchval(
                     f"WITH gone AS (DELETE FROM {table} WHERE ctid IN"

@@ -632,8 +632,10 @@ class RoomsService:
         sdp: str,
         candidate: IceCandidate | None,
         ice_restart: bool,
+        request_id: str = "",
     ) -> int:
         user_id = _user_id(principal)
+        request = _parse_uuid(request_id, "request_id") if request_id else None
         await self._member_room(room_id, user_id)
         if to_user_id == user_id:
             raise InvalidArgument("INVALID_SIGNAL", "a signal must go to another peer", domain=D)
@@ -643,6 +645,10 @@ class RoomsService:
             raise InvalidArgument("INVALID_SIGNAL", "an ICE signal needs a candidate", domain=D)
         if ice_restart and kind is not SignalKind.OFFER:
             raise InvalidArgument("INVALID_SIGNAL", "only an offer restarts ICE", domain=D)
+        if request is not None:  # a retry: the first signal's sequence, nothing relayed again
+            sent = await self._repo.signal_sent(call_id, user_id, request)
+            if sent is not None:
+                return sent
         call = await self._call_of(room_id, call_id)
         if not call.has(user_id):
             raise FailedPrecondition("NOT_IN_CALL", "join the call first", domain=D)
@@ -657,7 +663,9 @@ class RoomsService:
             candidate=candidate if kind is SignalKind.ICE_CANDIDATE else None,
             ice_restart=ice_restart,
         )
-        event = await self._repo.append_event(room_id, body, recipient_id=to_user_id)
+        seq, event = await self._repo.append_signal(room_id, body, request)
+        if event is None:  # a racing retry stored it first
+            return seq
         if kind is SignalKind.OFFER:
             (ICE_RESTARTS if ice_restart else CALL_SETUP_ATTEMPTS).inc()
         await self._live.publish(event)
@@ -691,9 +699,15 @@ class RoomsService:
         setup_ms: int,
         relayed: bool,
         ice_restarted: bool,
+        request_id: str = "",
     ) -> None:
         user_id = _user_id(principal)
+        request = _parse_uuid(request_id, "request_id") if request_id else None
         await self._member_room(room_id, user_id)
+        if request is not None and not await self._repo.record_report(
+            room_id, call_id, user_id, request, outcome.value
+        ):
+            return  # a retry: counted already
         CALL_OUTCOMES.labels(outcome.value, "true" if relayed else "false").inc()
         if outcome is CallOutcome.ICE_FAILED:
             ICE_FAILURES.inc()

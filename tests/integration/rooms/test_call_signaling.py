@@ -321,3 +321,99 @@ async def test_participants_gone_offline_make_room_for_a_newcomer(
         timeouts.add(left.user_id)
     assert timeouts == {p.user.id for p in people[1:4]}
     await watch.close()
+
+
+async def test_a_retried_signal_is_stored_and_delivered_once(
+    rooms: Rooms, platform: Platform
+) -> None:
+    room = await rooms.create()
+    alice, bob = await rooms.member(room.id, "A"), await rooms.member(room.id, "B")
+    to_bob = rooms.subscribe(bob, room.id)
+    await to_bob.synced()
+    call = (await _join(rooms, alice, room.id)).call
+    await _join(rooms, bob, room.id)
+
+    async def offer(request_id: str, sdp: str = "v=0 offer") -> int:
+        sent = await rooms.calls.SendCallSignal(
+            cpb.SendCallSignalRequest(
+                room_id=room.id,
+                call_id=call.id,
+                to_user_id=bob.user.id,
+                kind=pb.CALL_SIGNAL_KIND_OFFER,
+                sdp=sdp,
+                request_id=request_id,
+            ),
+            metadata=alice.metadata,
+        )
+        return int(sent.sequence)
+
+    first_id = str(uuid.uuid4())
+    first = await offer(first_id)
+    # Retries (one after the other, and racing each other) answer with the first sequence.
+    assert await offer(first_id) == first
+    assert await asyncio.gather(*(offer(first_id) for _ in range(3))) == [first] * 3
+    got = await to_bob.next("call_signal")
+    assert (got.sequence, got.call_signal.sdp) == (first, "v=0 offer")
+    # Another request_id is another signal.
+    second = await offer(str(uuid.uuid4()), "v=0 second")
+    assert second > first
+    again = await to_bob.next("call_signal")
+    assert (again.sequence, again.call_signal.sdp) == (second, "v=0 second")
+    await asyncio.sleep(0.5)
+    assert not [e for e in to_bob.pending() if e.WhichOneof("kind") == "call_signal"]
+    conn = await asyncpg.connect(platform.pg_dsn)
+    try:
+        stored = await conn.fetch(
+            "SELECT seq FROM room_events WHERE room_id = $1 AND kind = 'call.signal' ORDER BY seq",
+            uuid.UUID(room.id),
+        )
+        # The racing retries rolled back: they consumed no sequence either.
+        last_seq = await conn.fetchval(
+            "SELECT last_seq FROM rooms WHERE id = $1", uuid.UUID(room.id)
+        )
+    finally:
+        await conn.close()
+    assert [r["seq"] for r in stored] == [first, second]
+    assert last_seq == second
+    # A resume replays each signal once too.
+    replay = rooms.subscribe(bob, room.id, after=0)
+    replayed = []
+    while (event := await replay.next()).WhichOneof("kind") != "synced":
+        if event.WhichOneof("kind") == "call_signal":
+            replayed.append(event.sequence)
+    assert replayed == [first, second]
+    for stream in (to_bob, replay):
+        await stream.close()
+
+
+async def test_a_retried_outcome_report_counts_once(rooms: Rooms, platform: Platform) -> None:
+    room = await rooms.create()
+    alice = await rooms.member(room.id)
+    call = (await _join(rooms, alice, room.id)).call
+    ice_before = _metric(platform, "rooms_ice_failures_total")
+    failed_before = _metric(platform, 'rooms_call_outcomes_total{outcome="ice_failed"')
+
+    async def report(request_id: str) -> None:
+        await rooms.calls.ReportCallOutcome(
+            cpb.ReportCallOutcomeRequest(
+                room_id=room.id,
+                call_id=call.id,
+                outcome=cpb.CALL_OUTCOME_ICE_FAILED,
+                setup_ms=900,
+                request_id=request_id,
+            ),
+            metadata=alice.metadata,
+        )
+
+    first_id = str(uuid.uuid4())
+    await report(first_id)
+    await report(first_id)
+    await asyncio.gather(*(report(first_id) for _ in range(3)))
+    assert _metric(platform, "rooms_ice_failures_total") == ice_before + 1
+    assert _metric(platform, 'rooms_call_outcomes_total{outcome="ice_failed"') == failed_before + 1
+    await report(str(uuid.uuid4()))  # another report
+    assert _metric(platform, "rooms_ice_failures_total") == ice_before + 2
+    assert _metric(platform, 'rooms_call_outcomes_total{outcome="ice_failed"') == failed_before + 2
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await report("not-a-uuid")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+import yaml
+from switchboard.rooms.v1 import rooms_pb2 as pb
 
 from server.devstack.embedded import EmbeddedRedis, free_port
 from server.devstack.processes import ServerProcess
 from tests.conftest import Platform
 from tests.integration.rooms.rooms_support import Rooms
 from tests.support.api import Api, error_info
-from tests.support.stack import start_server
+from tests.support.stack import ROOT, start_server
 
 
 @dataclass
@@ -146,3 +148,56 @@ async def test_a_stopping_server_ends_streams_and_the_client_resumes_elsewhere(
     resumed = b.subscribe(bob, room.id, after=last_seen)
     assert [m.sequence for m in await resumed.messages(5)] == [x.sequence for x in acks]
     await resumed.close()
+
+
+def _presence_settings() -> tuple[float, float]:
+    """(rooms_presence_ttl_s, rooms_heartbeat_s) of the test servers (configs/test.yaml)."""
+    config = yaml.safe_load((ROOT / "configs" / "test.yaml").read_text())
+    return float(config["rooms_presence_ttl_s"]), float(config["rooms_heartbeat_s"])
+
+
+async def test_a_killed_replica_leaves_no_presence_ghosts(pair: Pair) -> None:
+    a, b = pair.a.rooms, pair.b.rooms
+    room = await a.create()
+    alice, bob = await a.member(room.id, "Alice"), await a.member(room.id, "Bob")
+    on_a = a.subscribe(alice, room.id)
+    await on_a.synced()
+    on_b = b.subscribe(bob, room.id)
+    await on_b.synced()
+    async with asyncio.timeout(5):  # Bob came online, seen from the other replica
+        while True:
+            seen = (await on_a.next("presence_update")).presence_update
+            if seen.user_id == bob.user.id:
+                break
+    assert seen.online
+    # No graceful shutdown: the replica cannot remove Bob's presence entry itself.
+    pair.b.server.kill()
+    killed_at = asyncio.get_running_loop().time()
+    ttl_s, tick_s = _presence_settings()
+    # The entry was refreshed at most a tick before the kill, expires within the TTL, and the
+    # surviving replica sweeps it on its next tick (plus a second of scheduling slack).
+    async with asyncio.timeout(ttl_s + tick_s + 1.0):
+        while True:
+            update = (await on_a.next("presence_update", timeout=60)).presence_update
+            if update.user_id == bob.user.id:
+                break
+    assert not update.online
+    assert asyncio.get_running_loop().time() - killed_at >= ttl_s / 2  # it expired
+    members = await a.rooms.ListMembers(
+        pb.ListMembersRequest(room_id=room.id), metadata=alice.metadata
+    )
+    online = {m.user_id: m.online for m in members.members}
+    assert (online[alice.user.id], online[bob.user.id]) == (True, False)
+    again = a.subscribe(alice, room.id)
+    snapshot = (await again.synced()).synced
+    assert bob.user.id not in snapshot.online_user_ids
+    assert alice.user.id in snapshot.online_user_ids
+    # Nothing announces Bob online again while he has no subscription.
+    await asyncio.sleep(ttl_s)
+    assert not [
+        e
+        for e in on_a.pending()
+        if e.WhichOneof("kind") == "presence_update" and e.presence_update.user_id == bob.user.id
+    ]
+    for stream in (again, on_a, on_b):
+        await stream.close()

@@ -252,6 +252,7 @@ class SendCallSignalRequest(_message.Message):
     SDP_FIELD_NUMBER: _builtins.int
     CANDIDATE_FIELD_NUMBER: _builtins.int
     ICE_RESTART_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
     call_id: _builtins.str
     to_user_id: _builtins.str
@@ -261,6 +262,11 @@ class SendCallSignalRequest(_message.Message):
     """OFFER / ANSWER: the SDP."""
     ice_restart: _builtins.bool
     """OFFER only: marks an ICE restart."""
+    request_id: _builtins.str
+    """Client-chosen UUID making the call safe to retry: a retry with the same
+    request_id (per call and sender) returns the first sequence and relays
+    nothing new.
+    """
     @_builtins.property
     def candidate(self) -> _rooms_pb2.IceCandidate:
         """ICE_CANDIDATE."""
@@ -275,10 +281,11 @@ class SendCallSignalRequest(_message.Message):
         sdp: _builtins.str = ...,
         candidate: _rooms_pb2.IceCandidate | None = ...,
         ice_restart: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "candidate", b"candidate", "ice_restart", b"ice_restart", "kind", b"kind", "room_id", b"room_id", "sdp", b"sdp", "to_user_id", b"to_user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "candidate", b"candidate", "ice_restart", b"ice_restart", "kind", b"kind", "request_id", b"request_id", "room_id", b"room_id", "sdp", b"sdp", "to_user_id", b"to_user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -386,6 +393,7 @@ class ReportCallOutcomeRequest(_message.Message):
     SETUP_MS_FIELD_NUMBER: _builtins.int
     RELAYED_FIELD_NUMBER: _builtins.int
     ICE_RESTARTED_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
     call_id: _builtins.str
     outcome: Global___CallOutcome.ValueType
@@ -397,6 +405,10 @@ class ReportCallOutcomeRequest(_message.Message):
     """The selected candidate pair went through TURN."""
     ice_restarted: _builtins.bool
     """An ICE restart was needed."""
+    request_id: _builtins.str
+    """Client-chosen UUID making the call safe to retry: a retry with the same
+    request_id (per call and reporting user) is not counted again.
+    """
     def __init__(
         self,
         *,
@@ -407,10 +419,11 @@ class ReportCallOutcomeRequest(_message.Message):
         setup_ms: _builtins.int = ...,
         relayed: _builtins.bool = ...,
         ice_restarted: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "ice_restarted", b"ice_restarted", "outcome", b"outcome", "peer_user_id", b"peer_user_id", "relayed", b"relayed", "room_id", b"room_id", "setup_ms", b"setup_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "ice_restarted", b"ice_restarted", "outcome", b"outcome", "peer_user_id", b"peer_user_id", "relayed", b"relayed", "request_id", b"request_id", "room_id", b"room_id", "setup_ms", b"setup_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

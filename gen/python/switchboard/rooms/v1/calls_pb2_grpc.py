@@ -128,6 +128,8 @@ class CallServiceServicer:
 
     def SendCallSignal(self, request, context):
         """Relays an offer, answer or ICE candidate to one other participant.
+        Retrying with the same request_id returns the first response and relays
+        nothing new.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +146,7 @@ class CallServiceServicer:
 
     def ReportCallOutcome(self, request, context):
         """A client reports how its call setup went (KPIs: call setup success, ICE failures).
+        Retrying with the same request_id counts the report once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

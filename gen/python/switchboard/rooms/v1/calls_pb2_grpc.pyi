@@ -60,14 +60,19 @@ class CallServiceStub:
     GetActiveCall: _grpc.UnaryUnaryMultiCallable[_calls_pb2.GetActiveCallRequest, _calls_pb2.GetActiveCallResponse]
     """The room's active call, if any. Members only."""
     SendCallSignal: _grpc.UnaryUnaryMultiCallable[_calls_pb2.SendCallSignalRequest, _calls_pb2.SendCallSignalResponse]
-    """Relays an offer, answer or ICE candidate to one other participant."""
+    """Relays an offer, answer or ICE candidate to one other participant.
+    Retrying with the same request_id returns the first response and relays
+    nothing new.
+    """
     GetIceServers: _grpc.UnaryUnaryMultiCallable[_calls_pb2.GetIceServersRequest, _calls_pb2.GetIceServersResponse]
     """STUN/TURN servers for RTCPeerConnection, with time-limited TURN
     credentials (coturn use-auth-secret). Without a TURN secret configured,
     only STUN servers are returned.
     """
     ReportCallOutcome: _grpc.UnaryUnaryMultiCallable[_calls_pb2.ReportCallOutcomeRequest, _calls_pb2.ReportCallOutcomeResponse]
-    """A client reports how its call setup went (KPIs: call setup success, ICE failures)."""
+    """A client reports how its call setup went (KPIs: call setup success, ICE failures).
+    Retrying with the same request_id counts the report once.
+    """
 
 @_typing.type_check_only
 class CallServiceAsyncStub(CallServiceStub):
@@ -101,14 +106,19 @@ class CallServiceAsyncStub(CallServiceStub):
     GetActiveCall: _aio.UnaryUnaryMultiCallable[_calls_pb2.GetActiveCallRequest, _calls_pb2.GetActiveCallResponse]  # type: ignore[assignment]
     """The room's active call, if any. Members only."""
     SendCallSignal: _aio.UnaryUnaryMultiCallable[_calls_pb2.SendCallSignalRequest, _calls_pb2.SendCallSignalResponse]  # type: ignore[assignment]
-    """Relays an offer, answer or ICE candidate to one other participant."""
+    """Relays an offer, answer or ICE candidate to one other participant.
+    Retrying with the same request_id returns the first response and relays
+    nothing new.
+    """
     GetIceServers: _aio.UnaryUnaryMultiCallable[_calls_pb2.GetIceServersRequest, _calls_pb2.GetIceServersResponse]  # type: ignore[assignment]
     """STUN/TURN servers for RTCPeerConnection, with time-limited TURN
     credentials (coturn use-auth-secret). Without a TURN secret configured,
     only STUN servers are returned.
     """
     ReportCallOutcome: _aio.UnaryUnaryMultiCallable[_calls_pb2.ReportCallOutcomeRequest, _calls_pb2.ReportCallOutcomeResponse]  # type: ignore[assignment]
-    """A client reports how its call setup went (KPIs: call setup success, ICE failures)."""
+    """A client reports how its call setup went (KPIs: call setup success, ICE failures).
+    Retrying with the same request_id counts the report once.
+    """
 
 class CallServiceServicer(metaclass=_abc_1.ABCMeta):
     """Peer-to-peer WebRTC calls in voice rooms: who is in the call, signaling
@@ -163,7 +173,10 @@ class CallServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _calls_pb2.SendCallSignalRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.SendCallSignalResponse, _abc.Awaitable[_calls_pb2.SendCallSignalResponse]]:
-        """Relays an offer, answer or ICE candidate to one other participant."""
+        """Relays an offer, answer or ICE candidate to one other participant.
+        Retrying with the same request_id returns the first response and relays
+        nothing new.
+        """
 
     @_abc_1.abstractmethod
     def GetIceServers(
@@ -182,6 +195,8 @@ class CallServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _calls_pb2.ReportCallOutcomeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_calls_pb2.ReportCallOutcomeResponse, _abc.Awaitable[_calls_pb2.ReportCallOutcomeResponse]]:
-        """A client reports how its call setup went (KPIs: call setup success, ICE failures)."""
+        """A client reports how its call setup went (KPIs: call setup success, ICE failures).
+        Retrying with the same request_id counts the report once.
+        """
 
 def add_CallServiceServicer_to_server(servicer: CallServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
