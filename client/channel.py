@@ -16,15 +16,27 @@ Retries are done by a client interceptor rather than gRPC's built-in ``retryPoli
 config. Both retry UNAVAILABLE with jittered exponential backoff; the interceptor was chosen
 because it keeps one ``x-request-id`` across attempts, shares one overall deadline across
 attempts, logs each retry, has no 5-attempt ceiling, and is the same code path whatever the
-channel's service config says, which makes it testable in-process. Callers who cannot tolerate a
-write being repeated (the server may have applied it before the connection broke) pass
-``retries=0``; Switchboard's writes are designed to be idempotent (promoting an admin twice is a
-no-op, deleting twice finds the user deleted).
+channel's service config says, which makes it testable in-process.
+
+An UNAVAILABLE does not prove the server did nothing: it may have applied the call before the
+connection broke, and a retry then applies it again. So the interceptor retries a Switchboard
+call only when repeating it is safe, which it reads from the contract:
+
+* a read: the method's access policy declares ``RATE_CLASS_READ``;
+* a method whose contract declares ``idempotency_level`` ``NO_SIDE_EFFECTS`` or ``IDEMPOTENT``;
+* a mutation whose request carries a non-empty ``request_id`` (idempotency key) the server
+  deduplicates on.
+
+Any other Switchboard write (one that consumes a one-time code, or counts or appends each
+time it is applied) fails with the UNAVAILABLE, and the caller decides. Methods that are not
+part of a Switchboard contract (health, reflection, tests' raw methods) are retried as the
+policy says: the client cannot know them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -35,6 +47,9 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor
+from switchboard.options.v1 import access_pb2
 
 __all__ = [
     "AUTHORIZATION_HEADER",
@@ -157,6 +172,8 @@ class _UnaryUnaryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
             code = await call.code()
             if code not in self._policy.retryable_codes or retry >= self._policy.max_retries:
                 return call
+            if not retry_is_safe(_method_name(details), request):
+                return call
             delay = self._policy.backoff(retry)
             if deadline is not None and time.monotonic() + delay >= deadline:
                 return call
@@ -227,6 +244,34 @@ class _StreamStreamInterceptor(grpc.aio.StreamStreamClientInterceptor):
         return await continuation(details, request_iterator)
 
 
+@functools.cache
+def _contract_method(method: str) -> MethodDescriptor | None:
+    """The descriptor of a Switchboard RPC (``/pkg.Service/Method``), if its contract is loaded."""
+    if not method.startswith("/switchboard."):
+        return None
+    try:
+        return descriptor_pool.Default().FindMethodByName(method[1:].replace("/", "."))
+    except KeyError:
+        return None
+
+
+def retry_is_safe(method: str, request: object) -> bool:
+    """Whether repeating this unary call after an UNAVAILABLE can do no harm (see module doc)."""
+    descriptor = _contract_method(method)
+    if descriptor is None:
+        return True
+    if getattr(request, "request_id", ""):
+        return True
+    options = descriptor.GetOptions()
+    if options.idempotency_level in (
+        descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+        descriptor_pb2.MethodOptions.IDEMPOTENT,
+    ):
+        return True
+    policy = options.Extensions[access_pb2.access]
+    return bool(policy.rate_class == access_pb2.RATE_CLASS_READ)
+
+
 def _method_name(details: grpc.aio.ClientCallDetails) -> str:
     method: str | bytes = details.method
     return method.decode() if isinstance(method, bytes) else method
@@ -283,6 +328,8 @@ def connect(
         act_as_telegram_user_id: with a service token, act on behalf of this Telegram user.
         default_timeout: deadline in seconds of unary calls that set no timeout; None for none.
         retries: how many times a unary call failing with UNAVAILABLE is retried (0: never).
+            Every unary call, reads and writes alike: see the module docstring for which calls
+            that is safe for.
         retry_policy: full control over retries (backoff, codes); overrides `retries`.
         credentials: TLS channel credentials; None for a plaintext channel (local, in-cluster).
         options: extra grpc channel options.

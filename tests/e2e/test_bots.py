@@ -14,7 +14,6 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from switchboard.identity.v1 import channels_pb2 as cpb
 from switchboard.identity.v1 import channels_pb2_grpc as cpb_grpc
@@ -152,12 +151,34 @@ async def test_user_binds_a_chat_through_the_bot_and_receives_a_notification(
 
 
 async def test_bot_refuses_when_the_server_refuses(
-    api: Api, platform: Platform, fake: FakeBotApi, bots: BotApp
+    api: Api, platform: Platform, fake: FakeBotApi
 ) -> None:
-    """A plain service token without the act-as scope cannot be used by a bot (server-side)."""
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await cpb_grpc.ChannelServiceStub(api.channel).ConfirmTelegramChannelBinding(
-            cpb.ConfirmTelegramChannelBindingRequest(code="abcdefgh", chat_id=1, bot="login"),
-            metadata=api.service(platform.secrets.plain_worker_token),
-        )
-    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    """A bot configured with a plain service token (no act-as scope): the server refuses every
+    call it makes for a user, and the bot tells the user so, in the user's language."""
+    settings = BotsSettings(
+        server_addr=platform.grpc_addr, telegram_api_base=fake.base_url, bot_polling_timeout=1
+    )
+    environ = {
+        LOGIN.token_env: platform.secrets.login_bot_token,
+        LOGIN.service_token_env: platform.secrets.plain_worker_token,
+    }
+    token = platform.secrets.login_bot_token
+    chat = next_telegram_id()
+    session = await api.login(chat)
+    channels = cpb_grpc.ChannelServiceStub(api.channel)
+    started = await channels.StartTelegramChannelBinding(
+        cpb.StartTelegramChannelBindingRequest(), metadata=session.metadata
+    )
+    app = BotApp(settings, (LOGIN,), environ)
+    await app.start()
+    try:
+        mark = fake.mark()
+        await fake.user_sends(token, chat, f"/start bind_{started.code}", language_code="ru")
+        answer = await fake.wait_for_message(chat, token=token, since=mark, timeout=10)
+    finally:
+        await app.stop()
+    assert answer["text"] == "Извините, у вас нет прав на это действие."  # noqa: RUF001
+    assert len(fake.sent_messages(chat, token=token, since=mark)) == 1
+    # Refused by the server: the chat was not bound.
+    listed = await channels.ListChannels(cpb.ListChannelsRequest(), metadata=session.metadata)
+    assert [c.telegram_chat_id for c in listed.channels if c.telegram_chat_id] == []

@@ -65,6 +65,7 @@ def build_router(settings: DispatcherSettings, environ: Mapping[str, str]) -> Ro
                 settings.smtp_password.get_secret_value() if settings.smtp_password else None
             ),
             starttls=settings.smtp_starttls,
+            ca_file=settings.smtp_ca_file,
             sender=settings.smtp_from,
             timeout_s=settings.smtp_timeout_s,
         )

@@ -157,6 +157,8 @@ class SmtpConfig:
     user: str = ""
     password: str | None = None
     starttls: bool = False
+    #: A PEM file of the CAs to trust for STARTTLS ("" : the system's CAs).
+    ca_file: str = ""
     sender: str = "Switchboard <noreply@localhost>"
     timeout_s: float = 10.0
 
@@ -205,6 +207,7 @@ class SmtpSender:
                 password=config.password if config.user else None,
                 start_tls=config.starttls,
                 use_tls=False,
+                cert_bundle=config.ca_file or None,
                 timeout=config.timeout_s,
             )
         except Exception as exc:

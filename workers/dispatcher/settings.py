@@ -68,6 +68,9 @@ class DispatcherSettings(BaseSettings):
     smtp_user: str = ""
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    #: A PEM file of the CAs the SMTP server's certificate (STARTTLS) is checked against,
+    #: instead of the system's; empty: the system's CAs.
+    smtp_ca_file: str = ""
     smtp_from: str = "Switchboard <noreply@localhost>"
     smtp_timeout_s: float = Field(default=10.0, gt=0)
 

@@ -3,18 +3,22 @@ message to a user (idempotent by request_id), who may call what, and the metrics
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import urllib.request
 import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from switchboard.notifications.v1 import notifications_pb2 as pb
 from switchboard.notifications.v1 import notifications_pb2_grpc as pb_grpc
 
 from server.notifications.model import Channel, Notice, ToTelegramChat
-from tests.integration.notifications.conftest import NotifyStack, tg
+from tests.integration.notifications.conftest import NotifyStack, in_process_dispatcher, tg
 from tests.support.api import Api, Session, error_info, field_violations
+from tests.support.fake_telegram import FakeBotApi
 from tests.support.stack import SUPER_ADMIN_TELEGRAM_ID
 
 if TYPE_CHECKING:
@@ -196,21 +200,67 @@ async def test_only_admins_and_not_the_dispatcher(
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_metrics_are_exported(stack: NotifyStack) -> None:
-    import asyncio
-
+def _scrape(stack: NotifyStack) -> str:
     url = f"http://{stack.env['SWITCHBOARD_METRICS_ADDR']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
-    def scrape() -> str:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
 
+def _sent_total(text: str, channel: str, result: str) -> float:
+    """notifications_sent_total{channel, result} in a scrape (0 if not yet there)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "notifications_sent_total"
+                and sample.labels.get("channel") == channel
+                and sample.labels.get("result") == result
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+async def _delivered_rows(stack: NotifyStack) -> int:
+    count: int = await stack.pool.fetchval(
+        "SELECT count(*) FROM notifications_outbox"
+        " WHERE channel = 'telegram' AND status = 'delivered'"
+    )
+    return count
+
+
+async def test_metrics_are_exported(stack: NotifyStack) -> None:
     text = ""
     for _ in range(40):  # the queue depth gauge is refreshed in the background
-        text = await asyncio.to_thread(scrape)
+        text = await asyncio.to_thread(_scrape, stack)
         if 'notifications_queue_depth{status="pending"}' in text:
             break
         await asyncio.sleep(0.25)
     assert 'notifications_queue_depth{status="pending"}' in text
     assert "# TYPE notifications_sent_total counter" in text
     assert "# TYPE notifications_send_latency_seconds histogram" in text
+
+
+async def test_a_delivered_telegram_notice_is_counted(stack: NotifyStack) -> None:
+    before = _sent_total(await asyncio.to_thread(_scrape, stack), "telegram", "delivered")
+    rows_before = await _delivered_rows(stack)
+    chat = 8_000_000 + secrets.randbelow(999_999)
+    key = f"metrics:{uuid.uuid4()}"
+    await stack.enqueue(tg(chat, key, "counted"))
+    fake = FakeBotApi()
+    await fake.start()
+    try:
+        async with in_process_dispatcher(stack, telegram_base=fake.base_url, smtp_port=1):
+            await stack.wait_statuses(key, 1)
+        assert [m["text"] for m in fake.sent_messages(chat)] == ["counted"]
+    finally:
+        await fake.stop()
+    # The dispatcher is stopped: nothing more is delivered. Every telegram notice delivered
+    # meanwhile (ours, and any left pending by earlier tests of this module) is counted once.
+    delivered = await _delivered_rows(stack) - rows_before
+    assert delivered >= 1
+    after = before
+    for _ in range(40):  # the counter moves once the report's transaction has committed
+        after = _sent_total(await asyncio.to_thread(_scrape, stack), "telegram", "delivered")
+        if after - before >= delivered:
+            break
+        await asyncio.sleep(0.1)
+    assert after - before == delivered

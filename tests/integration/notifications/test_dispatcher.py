@@ -5,7 +5,9 @@ pacing observed at the Bot API, and nothing secret in the logs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import time
 import uuid
 from collections import Counter
@@ -13,9 +15,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from switchboard.notifications.v1 import notifications_pb2 as npb
 from switchboard.notifications.v1 import notifications_pb2_grpc as pb_grpc
 
 from client.channel import connect
+from server.kernel.logs import JsonFormatter
+from server.notifications.model import Channel, Notice, ToEmail
 from tests.integration.notifications.conftest import (
     DispatcherProcess,
     NotifyStack,
@@ -27,10 +32,10 @@ from tests.integration.notifications.conftest import (
 )
 from tests.support.api import Api
 from tests.support.fake_telegram import Call, FakeBotApi
-from tests.support.smtp import SmtpCapture
+from tests.support.smtp import SmtpCapture, self_signed_tls
 from tests.support.stack import SUPER_ADMIN_TELEGRAM_ID
 from workers.dispatcher.dispatcher import Dispatcher, DispatcherRefused
-from workers.dispatcher.senders import LogSender, Router
+from workers.dispatcher.senders import LogSender, Router, SmtpConfig, SmtpSender
 
 SERVER_ENV = {
     "SWITCHBOARD_NOTIFICATIONS_MAX_ATTEMPTS": "6",
@@ -173,11 +178,107 @@ async def test_smtp_down_then_up_delivers_later(
     assert len(smtp.mails(address)) == 1
 
 
+# aiosmtpd warns about AUTH without TLS: deliberate here (STARTTLS has its own test).
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+async def test_smtp_user_and_password(
+    stack: NotifyStack, fake: FakeBotApi, dispatchers: list[DispatcherProcess], workdir: Path
+) -> None:
+    """SWITCHBOARD_SMTP_USER/PASSWORD log the dispatcher in (AUTH). A wrong password is a
+    retryable failure (``smtp_auth``: configuration an operator fixes), so the mail waits in the
+    outbox and goes out once the dispatcher runs with the right one."""
+    user, password, wrong = "mailer", "pw-" + uuid.uuid4().hex, "pw-" + uuid.uuid4().hex
+    address = f"{uuid.uuid4().hex[:8]}@example.com"
+    k = f"smtp-auth:{uuid.uuid4()}"
+    with SmtpCapture(auth=(user, password)) as server:
+
+        def start(secret: str, name: str) -> DispatcherProcess:
+            env = dispatcher_env(
+                stack,
+                telegram_base=fake.base_url,
+                smtp_port=server.port,
+                extra={"SWITCHBOARD_SMTP_USER": user, "SWITCHBOARD_SMTP_PASSWORD": secret},
+            )
+            proc = DispatcherProcess(env, workdir / name).start()
+            dispatchers.append(proc)
+            return proc
+
+        await stack.enqueue(mail(address, k, text("auth")))
+        refused = start(wrong, "dispatcher-smtp-wrong-password.log")
+
+        async def failed_once() -> bool:
+            return bool((await stack.row(k))["attempts"] >= 1)
+
+        await eventually(failed_once, timeout=20)
+        assert await refused.terminate() == 0
+        row = await stack.row(k)
+        assert (row["status"], row["last_error"]) == ("pending", "smtp_auth")
+        assert server.mails(address) == []
+        assert (user, False) in server.logins
+        assert (user, True) not in server.logins
+
+        accepted = start(password, "dispatcher-smtp-password.log")
+        await stack.wait_statuses(k, 1, timeout=20)
+        assert await accepted.terminate() == 0
+    got = server.mails(address)
+    assert len(got) == 1
+    assert (got[0].login, got[0].body.strip()) == (user, text("auth"))
+    assert (user, True) in server.logins
+    logs = await asyncio.to_thread(_scan_logs, workdir, [password, wrong])
+    assert {"dispatcher-smtp-wrong-password.log", "dispatcher-smtp-password.log"} <= set(logs)
+    assert {name: leaks for name, leaks in logs.items() if leaks} == {}
+
+
+async def test_smtp_starttls_with_a_private_ca(
+    stack: NotifyStack, fake: FakeBotApi, dispatchers: list[DispatcherProcess], workdir: Path
+) -> None:
+    """SWITCHBOARD_SMTP_STARTTLS with SWITCHBOARD_SMTP_CA_FILE: the dispatcher upgrades the
+    session, checks the server's certificate against that CA and logs in under TLS."""
+    context, ca_file = self_signed_tls(workdir / f"smtp-tls-{uuid.uuid4().hex[:8]}")
+    user, password = "mailer", "pw-" + uuid.uuid4().hex  # pragma: allowlist secret
+    address = f"{uuid.uuid4().hex[:8]}@example.com"
+    k = f"smtp-tls:{uuid.uuid4()}"
+    with SmtpCapture(auth=(user, password), tls_context=context) as server:
+        # Without the CA the certificate is not trusted: nothing is sent (retryable).
+        untrusted = SmtpSender(
+            SmtpConfig(
+                "127.0.0.1", server.port, user=user, password=password, starttls=True, timeout_s=2
+            )
+        )
+        item = npb.LeasedNotification(
+            id="1", channel=npb.CHANNEL_EMAIL, email_address=address, subject="s", body="b"
+        )
+        result = await untrusted.send(item)
+        assert (result.outcome, result.error) == (
+            npb.DELIVERY_OUTCOME_RETRYABLE_FAILURE,
+            "smtp_connect",
+        )
+        assert server.mails(address) == []
+        assert server.logins == []
+
+        await stack.enqueue(mail(address, k, text("tls")))
+        env = dispatcher_env(
+            stack,
+            telegram_base=fake.base_url,
+            smtp_port=server.port,
+            extra={
+                "SWITCHBOARD_SMTP_STARTTLS": "true",
+                "SWITCHBOARD_SMTP_CA_FILE": str(ca_file),
+                "SWITCHBOARD_SMTP_USER": user,
+                "SWITCHBOARD_SMTP_PASSWORD": password,
+            },
+        )
+        proc = DispatcherProcess(env, workdir / "dispatcher-smtp-tls.log").start()
+        dispatchers.append(proc)
+        await stack.wait_statuses(k, 1, timeout=20)
+        assert await proc.terminate() == 0
+    got = server.mails(address)
+    assert len(got) == 1
+    assert (got[0].tls, got[0].login, got[0].body.strip()) == (True, user, text("tls"))
+
+
 async def test_a_down_sender_does_not_slow_enqueueing(
     stack: NotifyStack, fake: FakeBotApi, smtp: SmtpCapture, api: Api
 ) -> None:
-    from switchboard.notifications.v1 import notifications_pb2 as npb
-
     admin = await api.login(SUPER_ADMIN_TELEGRAM_ID, "Admin")
     user = await stack.make_user(email=f"{uuid.uuid4().hex[:8]}@example.com")
     admin_stub = pb_grpc.NotificationAdminServiceStub(api.channel)
@@ -246,25 +347,121 @@ async def test_sigterm_finishes_what_is_in_hand(
     assert len(fake.sent_messages(chat)) == len(delivered) >= 2
 
 
-def _scan_logs(workdir: Path, secrets: list[str]) -> list[str]:
-    """Log files under workdir with the body marker or a secret in them."""
-    logs = sorted(workdir.rglob("*.log"))
-    assert any("dispatcher" in p.name for p in logs)
-    return [
-        f"{path.name}: {needle[:6]}"
-        for path in logs
-        for needle in (BODY_MARK, *secrets)
-        if needle in path.read_text(errors="replace")
-    ]
+# Loggers of this test's own servers (the fake Bot API, the SMTP capture): not the dispatcher's.
+_NOT_THE_DISPATCHER = ("aiohttp.access", "aiohttp.server", "aiohttp.web", "mail.log")
 
 
-async def test_no_body_params_or_token_in_any_log(stack: NotifyStack, workdir: Path) -> None:
-    secrets = [
+class _JsonLines(logging.Handler):
+    """Every record, formatted by the real JSON formatter (given no secrets: nothing scrubbed,
+    so whatever a record carries is seen)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(_NOT_THE_DISPATCHER):
+            return
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def _captured_logs() -> Iterator[_JsonLines]:
+    """Every log record of this process at DEBUG (the root logger's level restored after)."""
+    handler = _JsonLines()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _leaks(text: str, needles: list[str]) -> list[str]:
+    return [needle[:6] for needle in needles if needle in text]
+
+
+def _scan_logs(workdir: Path, needles: list[str]) -> dict[str, list[str]]:
+    """The needles (their first characters) found in each non-empty log file under workdir."""
+    return {
+        path.name: _leaks(path.read_text(errors="replace"), needles)
+        for path in sorted(workdir.rglob("*.log"))
+        if path.stat().st_size
+    }
+
+
+def _code_notice(address: str, code: str, key: str) -> Notice:
+    return Notice(
+        ToEmail(address, "en"),
+        Channel.EMAIL,
+        "identity.email_code",
+        {"code": code, "ttl_minutes": "10"},
+        key,
+    )
+
+
+async def test_no_body_params_or_token_in_any_log(
+    stack: NotifyStack,
+    fake: FakeBotApi,
+    smtp: SmtpCapture,
+    dispatchers: list[DispatcherProcess],
+    workdir: Path,
+) -> None:
+    # A distinctive code (six digits could turn up in any log line by chance, as a port...).
+    code = "C0DE" + uuid.uuid4().hex[:10]
+    needles = [
+        BODY_MARK,  # in every body, and in the notices' "text" parameter
+        code,
         stack.secrets.login_bot_token,
         stack.secrets.dispatcher_token,
         stack.secrets.data_key,
     ]
-    assert await asyncio.to_thread(_scan_logs, workdir, secrets) == []
+
+    # In-process dispatcher: a Telegram send that first meets a 429 (so it logs), and an email
+    # login code; every record of this process, at DEBUG, through the real JSON formatter.
+    chat, address = next(_chats), f"{uuid.uuid4().hex[:8]}@example.com"
+    prefix = f"nolog:{uuid.uuid4()}:"
+    fake.fail_next("sendMessage", status=429, retry_after=1, chat_id=chat)
+    await stack.enqueue(tg(chat, f"{prefix}tg", text("<b>param</b>")))
+    await stack.enqueue(_code_notice(address, code, f"{prefix}code"))
+    with _captured_logs() as captured:
+        async with in_process_dispatcher(stack, telegram_base=fake.base_url, smtp_port=smtp.port):
+            await stack.wait_statuses(prefix, 2)
+    # The secrets were really in play: the body reached the Bot API, the code the mailbox.
+    assert [m["text"] for m in fake.sent_messages(chat)] == [text("&lt;b&gt;param&lt;/b&gt;")]
+    assert code in smtp.mails(address)[0].body
+    # Something was logged: the failed first attempt, by id.
+    failed = [r for r in captured.records if r.getMessage() == "send failed"]
+    assert [getattr(r, "error", None) for r in failed] == ["telegram_429"]
+    assert captured.lines
+    assert [_leaks(line, needles) for line in captured.lines if _leaks(line, needles)] == []
+
+    # The dispatcher process: same again, then every log file (its own and the server's).
+    chat, address = next(_chats), f"{uuid.uuid4().hex[:8]}@example.com"
+    prefix = f"nolog-process:{uuid.uuid4()}:"
+    fake.fail_next("sendMessage", status=429, retry_after=1, chat_id=chat)
+    await stack.enqueue(tg(chat, f"{prefix}tg", text("process")))
+    await stack.enqueue(_code_notice(address, code, f"{prefix}code"))
+    env = dispatcher_env(stack, telegram_base=fake.base_url, smtp_port=smtp.port)
+    log_path = workdir / "dispatcher-nolog.log"
+    proc = DispatcherProcess(env, log_path).start()
+    dispatchers.append(proc)
+    await stack.wait_statuses(prefix, 2, timeout=20)
+    assert await proc.terminate() == 0
+    assert len(fake.sent_messages(chat)) == 1
+    assert code in smtp.mails(address)[0].body
+    own = await asyncio.to_thread(log_path.read_text, errors="replace")
+    assert '"send failed"' in own
+    assert '"telegram_429"' in own
+    found = await asyncio.to_thread(_scan_logs, workdir, needles)
+    assert log_path.name in found
+    assert {name: leaks for name, leaks in found.items() if leaks} == {}
 
 
 async def test_a_refused_token_stops_the_dispatcher(stack: NotifyStack) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,15 +21,19 @@ import grpc.aio
 import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from switchboard.identity.v1 import identity_pb2
+from switchboard.identity.v1 import identity_pb2, identity_pb2_grpc
+from switchboard.rooms.v1 import rooms_pb2, rooms_pb2_grpc
 
 import client
 from client import RetryPolicy, Switchboard, connect, error_details
+from client.channel import retry_is_safe
 
 UNARY = "/test.Fake/Unary"
 STREAM = "/test.Fake/Stream"
 GET_ME = "/switchboard.identity.v1.AuthService/GetMe"
 LIST_USERS = "/switchboard.identity.v1.AdminService/ListUsers"
+LOGOUT = "/switchboard.identity.v1.AuthService/Logout"
+CREATE_ROOM = "/switchboard.rooms.v1.RoomService/CreateRoom"
 NO_PROXY = [("grpc.enable_http_proxy", 0)]
 FAST = RetryPolicy(max_retries=3, initial_backoff=0.05, max_backoff=0.4, multiplier=2.0)
 
@@ -85,6 +90,18 @@ class FakeServer:
         user = identity_pb2.User(id="u-1", display_name="Ada")
         return identity_pb2.GetMeResponse(user=user).SerializeToString()
 
+    async def logout(
+        self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
+        await self._record(LOGOUT, context)
+        return identity_pb2.LogoutResponse().SerializeToString()
+
+    async def create_room(
+        self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
+        await self._record(CREATE_ROOM, context)
+        return rooms_pb2.CreateRoomResponse().SerializeToString()
+
     async def list_users(
         self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> bytes:
@@ -108,7 +125,14 @@ async def fake() -> AsyncIterator[FakeServer]:
             ),
             grpc.method_handlers_generic_handler(
                 "switchboard.identity.v1.AuthService",
-                {"GetMe": grpc.unary_unary_rpc_method_handler(state.get_me)},
+                {
+                    "GetMe": grpc.unary_unary_rpc_method_handler(state.get_me),
+                    "Logout": grpc.unary_unary_rpc_method_handler(state.logout),
+                },
+            ),
+            grpc.method_handlers_generic_handler(
+                "switchboard.rooms.v1.RoomService",
+                {"CreateRoom": grpc.unary_unary_rpc_method_handler(state.create_room)},
             ),
             grpc.method_handlers_generic_handler(
                 "switchboard.identity.v1.AdminService",
@@ -241,6 +265,49 @@ async def test_unavailable_is_retried_with_backoff_and_same_request_id(fake: Fak
     assert gaps[1] >= 0.05
     assert gaps[0] < 0.05 + 0.5
     assert gaps[1] < 0.1 + 0.5
+
+
+async def test_contract_reads_are_retried(fake: FakeServer) -> None:
+    fake.script = [grpc.StatusCode.UNAVAILABLE]
+    async with channel_to(fake) as channel:
+        me = await identity_pb2_grpc.AuthServiceStub(channel).GetMe(identity_pb2.GetMeRequest())
+    assert me.user.display_name == "Ada"
+    assert len(fake.on(GET_ME)) == 2
+
+
+async def test_a_contract_write_without_request_id_is_not_retried(fake: FakeServer) -> None:
+    # Logout may have been applied before the connection broke: the caller decides.
+    fake.script = [grpc.StatusCode.UNAVAILABLE]
+    async with channel_to(fake) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await identity_pb2_grpc.AuthServiceStub(channel).Logout(identity_pb2.LogoutRequest())
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(fake.on(LOGOUT)) == 1
+
+
+async def test_a_contract_write_with_request_id_is_retried(fake: FakeServer) -> None:
+    stub_request = rooms_pb2.CreateRoomRequest(name="r", request_id=str(uuid.uuid4()))
+    fake.script = [grpc.StatusCode.UNAVAILABLE]
+    async with channel_to(fake) as channel:
+        await rooms_pb2_grpc.RoomServiceStub(channel).CreateRoom(stub_request)
+    assert len(fake.on(CREATE_ROOM)) == 2
+
+    fake.script = [grpc.StatusCode.UNAVAILABLE]
+    async with channel_to(fake) as channel:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await rooms_pb2_grpc.RoomServiceStub(channel).CreateRoom(
+                rooms_pb2.CreateRoomRequest(name="r")
+            )
+    assert len(fake.on(CREATE_ROOM)) == 3
+
+
+def test_retry_safety_is_read_from_the_contract() -> None:
+    assert retry_is_safe(GET_ME, identity_pb2.GetMeRequest())
+    assert not retry_is_safe(LOGOUT, identity_pb2.LogoutRequest())
+    assert retry_is_safe(CREATE_ROOM, rooms_pb2.CreateRoomRequest(request_id="k"))
+    assert not retry_is_safe(CREATE_ROOM, rooms_pb2.CreateRoomRequest())
+    assert retry_is_safe(UNARY, b"raw")  # not a Switchboard contract: the policy decides
+    assert retry_is_safe("/grpc.health.v1.Health/Check", b"")
 
 
 async def test_retries_stop_after_the_limit(fake: FakeServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.envoy import TEMPLATE_PATH, render_config, validate_config
+from gateway.envoy import TEMPLATE_PATH, EnvoyError, render_config, validate_config
 from server.kernel.methods import contract_services
 
 AUTH = "switchboard.identity.v1.AuthService"
@@ -60,9 +61,18 @@ def cors_policy(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_rendered_config_is_accepted_by_envoy(descriptor_image: Path, tmp_path: Path) -> None:
-    path, _ = render(descriptor_image, tmp_path)
+    path, config = render(descriptor_image, tmp_path)
 
     validate_config(path)  # `envoy --mode validate`: the real schema, the real descriptor
+    # The validator really checks: the same config with a cluster the route points to renamed
+    # away is refused, with Envoy's own explanation.
+    broken = copy.deepcopy(config)
+    broken["static_resources"]["clusters"][0]["name"] = "no-such-cluster"
+    broken_path = tmp_path / "broken.yaml"
+    broken_path.write_text(yaml.safe_dump(broken))
+    with pytest.raises(EnvoyError) as caught:
+        validate_config(broken_path)
+    assert str(broken_path) in str(caught.value)
 
 
 def test_listener_admin_and_upstream(descriptor_image: Path, tmp_path: Path) -> None:

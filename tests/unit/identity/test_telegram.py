@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.identity.model import TelegramSignatureError, verify_telegram_widget
+from server.identity.model import (
+    TelegramSignatureError,
+    telegram_widget_hash,
+    verify_telegram_widget,
+)
 from tests.support.telegram import signed_widget_payload
 
 TOKEN = "123456:test-bot-token-for-unit-tests"
@@ -24,7 +28,15 @@ def _now() -> datetime:
 
 def test_correctly_signed_payload_is_accepted() -> None:
     payload = signed_widget_payload(TOKEN, 42, first_name="Ann", last_name="Lee", username="ann")
-    verify_telegram_widget(_fields(payload), TOKEN, now=_now(), max_age=DAY)
+    fields = _fields(payload)
+    # The hash the tests signed independently is the one the server computes ...
+    assert telegram_widget_hash(fields, TOKEN) == fields["hash"]
+    # ... so the check passes (it returns None and raises on any problem) ...
+    verify_telegram_widget(dict(fields), TOKEN, now=_now(), max_age=DAY)
+    # ... and the acceptance is the signature's doing: the very same payload fails for another bot.
+    with pytest.raises(TelegramSignatureError) as caught:
+        verify_telegram_widget(dict(fields), TOKEN + "x", now=_now(), max_age=DAY)
+    assert caught.value.reason == "TELEGRAM_HASH_MISMATCH"
 
 
 @pytest.mark.parametrize("field", ["first_name", "id", "auth_date"])

@@ -8,8 +8,16 @@ from server.kernel.validation import validate, violations
 
 
 def test_valid_request_passes() -> None:
-    validate(pb.ListUsersRequest(page_size=10))
-    validate(pb.PromoteUserRequest(user_id="8e114717-a57b-4705-bb61-77663cb60426"))
+    for request in (
+        pb.ListUsersRequest(page_size=10),
+        pb.PromoteUserRequest(user_id="8e114717-a57b-4705-bb61-77663cb60426"),
+    ):
+        assert violations(request) == []
+        validate(request)  # returns quietly (None): it raises on any violation
+    # The same message with one bad field is refused, so the pass above was not vacuous.
+    with pytest.raises(InvalidArgument) as caught:
+        validate(pb.PromoteUserRequest(user_id="not-a-uuid"))
+    assert [v.field for v in caught.value.violations] == ["user_id"]
 
 
 def test_violations_are_complete_and_in_field_order() -> None:
