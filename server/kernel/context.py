@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,4 @@ def bind(call: CallContext) -> contextvars.Token[CallContext]:
 
 
 def unbind(token: contextvars.Token[CallContext]) -> None:
-    # A cancelled server stream's generator is finalized by the event loop in another
-    # context; the context the token belongs to is gone with its task, nothing to reset.
-    with contextlib.suppress(ValueError):
-        _current.reset(token)
+    _current.reset(token)

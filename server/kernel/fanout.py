@@ -174,9 +174,6 @@ class Subscription(Generic[K, E, V]):
         return bool(self._items)
 
     def wake(self) -> None:
-        self._wake()
-
-    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -189,7 +186,7 @@ class Subscription(Generic[K, E, V]):
             self.overflowed = True
             self._items.clear()
             self._overflows.inc()
-            self._wake()
+            self.wake()
         else:
             self._items.append(event)
         self.active = True
@@ -198,12 +195,12 @@ class Subscription(Generic[K, E, V]):
         """Called every heartbeat interval: an idle subscription owes its client a heartbeat."""
         if not self.active:
             self._beat = True
-            self._wake()
+            self.wake()
         self.active = False
 
     def close(self) -> None:
         self.closed = True
-        self._wake()
+        self.wake()
 
     async def next_batch(self, limit: int = 256) -> list[E] | None:
         """The queued live events, at least one and at most ``limit`` (the rest stays queued
@@ -272,10 +269,7 @@ class Hub(Generic[K, E, V]):
     def open_at(self, head: int) -> bool:
         """The head is known: deliver what arrived meanwhile; True when a gap remains."""
         self.head = max(self.head, head)
-        for seq in [s for s in self.pending if s <= self.head]:
-            del self.pending[seq]
-        while self.head + 1 in self.pending:
-            self._accept(self.pending.pop(self.head + 1))
+        self._drain()
         self.ready.set()
         return bool(self.pending)
 
@@ -329,10 +323,7 @@ class Hub(Generic[K, E, V]):
             self.pending[event.seq] = event
             return False
         self._accept(event)
-        while self.head + 1 in self.pending:
-            self._accept(self.pending.pop(self.head + 1))
-        for seq in [s for s in self.pending if s <= self.head]:
-            del self.pending[seq]
+        self._drain()
         return True
 
     def _accept(self, event: E) -> None:
@@ -345,8 +336,14 @@ class Hub(Generic[K, E, V]):
         """Events up to seq are gone from the database too (retention): move on."""
         if seq > self.head:
             self.head = seq
-            while self.head + 1 in self.pending:
-                self._accept(self.pending.pop(self.head + 1))
+            self._drain()
+
+    def _drain(self) -> None:
+        """Release pending events that continue the head; drop those at or below it."""
+        while self.head + 1 in self.pending:
+            self._accept(self.pending.pop(self.head + 1))
+        for seq in [s for s in self.pending if s <= self.head]:
+            del self.pending[seq]
 
 
 class Fanout(Generic[K, E, V]):

@@ -13,6 +13,7 @@ and a logged traceback. Handlers read the call (principal, request id) via
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import sys
@@ -206,7 +207,10 @@ class Pipeline(grpc.aio.ServerInterceptor):
                 except BaseException as exc:
                     await self._fail(call, context, exc)
                 finally:
-                    unbind(token)
+                    # A cancelled stream's generator is finalized by the event loop in another
+                    # context: the token's context is gone with its task, nothing to reset.
+                    with contextlib.suppress(ValueError):
+                        unbind(token)
                     self._finish(call, stream_metrics)
 
             return grpc.unary_stream_rpc_method_handler(

@@ -221,7 +221,7 @@ class RoomApi(pb_grpc.RoomServiceServicer):
             description=request.description,
             kind=_KINDS_IN[request.kind],
             max_members=request.max_members,
-            request_id=request.request_id,
+            request_id=_uuid(request.request_id) if request.request_id else None,
         )
         return pb.CreateRoomResponse(room=room_to_proto(room))
 
@@ -356,7 +356,7 @@ class CallApi(calls_grpc.CallServiceServicer):
             sdp=request.sdp,
             candidate=candidate,
             ice_restart=request.ice_restart,
-            request_id=request.request_id,
+            request_id=_uuid(request.request_id) if request.request_id else None,
         )
         return calls_pb.SendCallSignalResponse(sequence=seq)
 
@@ -385,6 +385,6 @@ class CallApi(calls_grpc.CallServiceServicer):
             setup_ms=request.setup_ms,
             relayed=request.relayed,
             ice_restarted=request.ice_restarted,
-            request_id=request.request_id,
+            request_id=_uuid(request.request_id) if request.request_id else None,
         )
         return calls_pb.ReportCallOutcomeResponse()

@@ -200,10 +200,6 @@ EventBody = (
     | Heartbeat
     | Synced
 )
-STORED_KINDS = frozenset(
-    {MessageNew.kind, MemberJoined.kind, MemberLeft.kind, CallJoined.kind, CallLeft.kind}
-    | {CallSignal.kind}
-)
 
 
 # eq=False: identity hashing, so the api layer can cache one encoding per event object that
@@ -300,10 +296,6 @@ def body_to_json(body: EventBody) -> dict[str, Any]:
                     "sdp_mline_index": body.candidate.sdp_mline_index,
                 }
             return out
-        case Heartbeat(last_seq=s):
-            return {"kind": body.kind, "last_seq": s}
-        case Synced(last_seq=s, online_user_ids=online):
-            return {"kind": body.kind, "last_seq": s, "online": [str(u) for u in online]}
     raise ValueError(f"unknown event body {body!r}")  # pragma: no cover
 
 
@@ -344,10 +336,6 @@ def body_from_json(d: dict[str, Any]) -> EventBody:
             candidate=candidate,
             ice_restart=bool(d.get("ice_restart", False)),
         )
-    if kind == Heartbeat.kind:
-        return Heartbeat(int(d["last_seq"]))
-    if kind == Synced.kind:
-        return Synced(int(d["last_seq"]), tuple(UUID(u) for u in d.get("online", [])))
     raise ValueError(f"unknown event kind {kind!r}")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -108,6 +108,17 @@ class _Duplicate(Exception):
     """Rolls back a send whose idempotency key won a race elsewhere."""
 
 
+async def _next_seq(tx: Tx, room_id: UUID) -> tuple[int, datetime]:
+    """The room's next sequence and the transaction's time; the row lock it takes serialises
+    the room's writers until commit (see the module docstring)."""
+    row = await tx.fetchrow(
+        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, now()",
+        room_id,
+    )
+    assert row is not None
+    return row[0], row[1]
+
+
 class RoomsRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -117,12 +128,7 @@ class RoomsRepository:
     async def _append(
         self, tx: Tx, room_id: UUID, body: EventBody, recipient_id: UUID | None = None
     ) -> RoomEvent:
-        row = await tx.fetchrow(
-            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, now()",
-            room_id,
-        )
-        assert row is not None
-        seq, now = row[0], row[1]
+        seq, now = await _next_seq(tx, room_id)
         await tx.execute(
             "INSERT INTO room_events (room_id, seq, kind, recipient_id, payload, create_time)"
             " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
@@ -388,15 +394,6 @@ class RoomsRepository:
             events.append(await self._append(conn, room_id, MemberLeft(user_id)))
             return events
 
-    async def is_member(self, room_id: UUID, user_id: UUID) -> bool:
-        return bool(
-            await self._pool.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)",
-                room_id,
-                user_id,
-            )
-        )
-
     async def list_members(
         self, room_id: UUID, after: tuple[datetime, UUID] | None, limit: int
     ) -> list[Member]:
@@ -430,48 +427,42 @@ class RoomsRepository:
         self, room_id: UUID, sender_id: UUID, key: str, text: str
     ) -> tuple[Ack, RoomEvent | None]:
         """Store a message (event None when the key already named one: the same ack)."""
-        existing = await self.find_message(room_id, sender_id, key)
-        if existing is None:
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    seq = await conn.fetchval(
-                        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
-                        room_id,
-                    )
-                    row = await conn.fetchrow(
-                        "WITH ins AS (INSERT INTO room_messages"
-                        " (room_id, seq, sender_id, idempotency_key, body)"
-                        " VALUES ($1, $2, $3, $4, $5)"
-                        " ON CONFLICT (room_id, sender_id, idempotency_key) DO NOTHING"
-                        " RETURNING *)"
-                        " SELECT ins.id, ins.room_id, ins.seq, ins.sender_id,"
-                        " u.display_name AS sender_name, ins.body, ins.idempotency_key,"
-                        " ins.create_time FROM ins JOIN identity_users u ON u.id = ins.sender_id",
-                        room_id,
-                        seq,
-                        sender_id,
-                        key,
-                        text,
-                    )
-                    if row is None:
-                        raise _Duplicate  # roll back: the sequence must not be consumed
-            except _Duplicate:
-                existing = await self.find_message(room_id, sender_id, key)
-                assert existing is not None
-            else:
-                message = _message(row)
-                ack = Ack(message.id, message.seq, message.create_time)
-                event = RoomEvent(
-                    room_id=room_id,
-                    seq=message.seq,
-                    time=message.create_time,
-                    body=MessageNew(message),
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                seq, _ = await _next_seq(conn, room_id)
+                row = await conn.fetchrow(
+                    "WITH ins AS (INSERT INTO room_messages"
+                    " (room_id, seq, sender_id, idempotency_key, body)"
+                    " VALUES ($1, $2, $3, $4, $5)"
+                    " ON CONFLICT (room_id, sender_id, idempotency_key) DO NOTHING"
+                    " RETURNING *)"
+                    " SELECT ins.id, ins.room_id, ins.seq, ins.sender_id,"
+                    " u.display_name AS sender_name, ins.body, ins.idempotency_key,"
+                    " ins.create_time FROM ins JOIN identity_users u ON u.id = ins.sender_id",
+                    room_id,
+                    seq,
+                    sender_id,
+                    key,
+                    text,
                 )
-                return ack, event
-        ack = Ack(existing.id, existing.seq, existing.create_time)
-        if existing.text != text:
-            raise KeyReused(ack)
-        return ack, None
+                if row is None:
+                    raise _Duplicate  # roll back: the sequence must not be consumed
+        except _Duplicate:
+            existing = await self.find_message(room_id, sender_id, key)
+            assert existing is not None
+            ack = Ack(existing.id, existing.seq, existing.create_time)
+            if existing.text != text:
+                raise KeyReused(ack) from None
+            return ack, None
+        message = _message(row)
+        ack = Ack(message.id, message.seq, message.create_time)
+        event = RoomEvent(
+            room_id=room_id,
+            seq=message.seq,
+            time=message.create_time,
+            body=MessageNew(message),
+        )
+        return ack, event
 
     async def list_messages(
         self,
@@ -645,10 +636,6 @@ class RoomsRepository:
             return await self._leave_call(conn, room_id, call_id, user_id, CallLeaveReason.LEFT)
 
 
-def cursor_time(value: Any) -> datetime:
-    return datetime.fromisoformat(str(value))
-
-
 # --- Redis: presence --------------------------------------------------------------------------
 
 
@@ -678,18 +665,33 @@ class PresenceRepository:
         """Users online in the room (nobody when Redis cannot tell)."""
         return await self.lookup(room_id) or set()
 
-    async def add(self, room_id: UUID, user_id: UUID, conn_id: str) -> bool:
-        """Register a connection; True when the user was offline before."""
+    async def add(self, room_id: UUID, user_id: UUID, conn_id: str) -> tuple[bool, set[UUID]]:
+        """Register a connection; returns whether the user came online with it (no other live
+        connection of theirs), and the users online (nobody when Redis cannot tell).
+
+        The entry goes in before the set is read: a concurrent ``remove`` of the user's other
+        connection (ZREM, then read) then sees this one, or this read misses that one, so at
+        least one side reports the user online and a reconnect never leaves them offline."""
+        key = self._key(room_id)
+        own = presence_member(user_id, conn_id)
         try:
-            was_online = user_id in await self.online(room_id)
-            key = self._key(room_id)
+            now = time.time()
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(key, {presence_member(user_id, conn_id): time.time() + self._ttl_s})
+                pipe.zadd(key, {own: now + self._ttl_s})
                 pipe.expire(key, int(self._ttl_s) + 1)
-                await pipe.execute()
+                pipe.zrangebyscore(key, now, "+inf")
+                *_, members = await pipe.execute()
         except (RedisError, OSError):
-            return False
-        return not was_online
+            return False, set()
+        online = {user_id}
+        came_online = True
+        for member in members:
+            raw = _raw(member)
+            other = presence_user(raw)
+            online.add(other)
+            if other == user_id and _text(raw) != own:
+                came_online = False
+        return came_online, online
 
     async def remove(self, room_id: UUID, user_id: UUID, conn_id: str) -> bool:
         """Drop a connection; True when the user has no other live connection."""
@@ -709,12 +711,16 @@ class PresenceRepository:
                     pipe.zadd(key, {presence_member(u, c): now + self._ttl_s for u, c in entries})
                     pipe.expire(key, int(self._ttl_s) + 1)
                     await pipe.execute()
-            expired = await self._redis.zrangebyscore(key, "-inf", now)
+            expired = [_raw(m) for m in await self._redis.zrangebyscore(key, "-inf", now)]
             gone: set[UUID] = set()
-            for member in expired:
-                raw = _raw(member)
-                if await self._redis.zrem(key, raw):  # exactly one replica wins each
-                    gone.add(presence_user(raw))
+            if expired:
+                # One ZREM per entry (not transactional): each reports its own count, and
+                # exactly one replica wins each entry.
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for raw in expired:
+                        pipe.zrem(key, raw)
+                    removed = await pipe.execute()
+                gone = {presence_user(raw) for raw, n in zip(expired, removed, strict=True) if n}
             if not gone:
                 return []
             still = await self.online(room_id)
@@ -727,3 +733,7 @@ def _raw(member: object) -> bytes | str:
     if isinstance(member, bytes | str):
         return member
     raise TypeError(f"unexpected presence member {member!r}")
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

@@ -185,13 +185,6 @@ def _user_id(principal: Principal) -> UUID:
     return principal.user.user_id
 
 
-def _parse_uuid(value: str, field: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidArgument("INVALID_FIELDS", f"{field} must be a UUID", domain=D) from None
-
-
 def _not_a_member() -> PermissionDenied:
     return PermissionDenied("NOT_A_MEMBER", "join the room first", domain=D)
 
@@ -255,7 +248,7 @@ class RoomsService:
         description: str,
         kind: RoomKind,
         max_members: int,
-        request_id: str,
+        request_id: UUID | None,
     ) -> Room:
         user_id = _user_id(principal)
         if not name.strip():
@@ -269,7 +262,7 @@ class RoomsService:
             )
         room, event = await self._repo.create_room(
             creator_id=user_id,
-            request_id=_parse_uuid(request_id, "request_id") if request_id else None,
+            request_id=request_id,
             name=name.strip(),
             description=description,
             kind=kind,
@@ -448,7 +441,8 @@ class RoomsService:
         resumed = after is not None
         synced = False
         try:
-            if await self._presence.add(room_id, user_id, conn_id):
+            came_online, online = await self._presence.add(room_id, user_id, conn_id)
+            if came_online:
                 await self._live.publish(presence_event(room_id, user_id, online=True))
             last = after
             while True:
@@ -459,7 +453,6 @@ class RoomsService:
                         yield replayed
                     last = sub.start
                 if not synced:
-                    online = await self._presence.online(room_id)
                     yield [
                         RoomEvent(
                             room_id=room_id,
@@ -606,12 +599,6 @@ class RoomsService:
         joined_seq = events[-1].seq if events else 0
         return call, peers, joined_seq
 
-    async def _call_of(self, room_id: UUID, call_id: UUID) -> Call:
-        call = await self._repo.get_call(room_id, call_id)
-        if call is None:
-            raise NotFound("CALL_NOT_FOUND", "no such active call in this room", domain=D)
-        return call
-
     async def leave_call(self, principal: Principal, room_id: UUID, call_id: UUID) -> None:
         user_id = _user_id(principal)
         await self._member_room(room_id, user_id)
@@ -632,10 +619,9 @@ class RoomsService:
         sdp: str,
         candidate: IceCandidate | None,
         ice_restart: bool,
-        request_id: str = "",
+        request_id: UUID | None = None,
     ) -> int:
         user_id = _user_id(principal)
-        request = _parse_uuid(request_id, "request_id") if request_id else None
         await self._member_room(room_id, user_id)
         if to_user_id == user_id:
             raise InvalidArgument("INVALID_SIGNAL", "a signal must go to another peer", domain=D)
@@ -645,14 +631,18 @@ class RoomsService:
             raise InvalidArgument("INVALID_SIGNAL", "an ICE signal needs a candidate", domain=D)
         if ice_restart and kind is not SignalKind.OFFER:
             raise InvalidArgument("INVALID_SIGNAL", "only an offer restarts ICE", domain=D)
-        if request is not None:  # a retry: the first signal's sequence, nothing relayed again
-            sent = await self._repo.signal_sent(call_id, user_id, request)
-            if sent is not None:
-                return sent
-        call = await self._call_of(room_id, call_id)
-        if not call.has(user_id):
-            raise FailedPrecondition("NOT_IN_CALL", "join the call first", domain=D)
-        if not call.has(to_user_id):
+        call = await self._repo.get_call(room_id, call_id)
+        if call is None or not call.has(user_id) or not call.has(to_user_id):
+            # A retry after the call (or the sender's part in it) ended still gets the first
+            # signal's sequence; while the call goes on, append_signal dedupes the retry.
+            if request_id is not None:
+                sent = await self._repo.signal_sent(call_id, user_id, request_id)
+                if sent is not None:
+                    return sent
+            if call is None:
+                raise NotFound("CALL_NOT_FOUND", "no such active call in this room", domain=D)
+            if not call.has(user_id):
+                raise FailedPrecondition("NOT_IN_CALL", "join the call first", domain=D)
             raise FailedPrecondition("PEER_NOT_IN_CALL", "that user is not in the call", domain=D)
         body = CallSignal(
             call_id=call_id,
@@ -663,7 +653,7 @@ class RoomsService:
             candidate=candidate if kind is SignalKind.ICE_CANDIDATE else None,
             ice_restart=ice_restart,
         )
-        seq, event = await self._repo.append_signal(room_id, body, request)
+        seq, event = await self._repo.append_signal(room_id, body, request_id)
         if event is None:  # a racing retry stored it first
             return seq
         if kind is SignalKind.OFFER:
@@ -699,13 +689,12 @@ class RoomsService:
         setup_ms: int,
         relayed: bool,
         ice_restarted: bool,
-        request_id: str = "",
+        request_id: UUID | None = None,
     ) -> None:
         user_id = _user_id(principal)
-        request = _parse_uuid(request_id, "request_id") if request_id else None
         await self._member_room(room_id, user_id)
-        if request is not None and not await self._repo.record_report(
-            room_id, call_id, user_id, request, outcome.value
+        if request_id is not None and not await self._repo.record_report(
+            room_id, call_id, user_id, request_id, outcome.value
         ):
             return  # a retry: counted already
         CALL_OUTCOMES.labels(outcome.value, "true" if relayed else "false").inc()

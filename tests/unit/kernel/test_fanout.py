@@ -93,6 +93,17 @@ def test_hub_skips_what_the_database_no_longer_has() -> None:
     assert hub.head == 5
 
 
+def test_skipping_past_pending_events_drops_them() -> None:
+    hub = _hub(head=1)
+    sub = _sub(hub)
+    hub.offer(_ev(3))
+    hub.offer(_ev(6))
+    hub.skip_to(4)  # 3 is at or below the new head: never delivered, no longer pending
+    assert _drain(sub) == []
+    assert hub.head == 4
+    assert list(hub.pending) == [6]
+
+
 def test_hub_buffer_serves_resumes_only_when_it_reaches_back() -> None:
     hub = _hub(head=0, buffer_size=3)
     for seq in range(1, 6):

@@ -16,7 +16,6 @@ from server.rooms.model import (
     CallLeft,
     CallSignal,
     EventBody,
-    Heartbeat,
     IceCandidate,
     Member,
     MemberJoined,
@@ -27,7 +26,6 @@ from server.rooms.model import (
     RoomEvent,
     RoomKind,
     SignalKind,
-    Synced,
     TextProblem,
     event_from_json,
     event_to_json,
@@ -81,8 +79,6 @@ BODIES: list[EventBody] = [
     CallSignal(
         uuid4(), uuid4(), uuid4(), SignalKind.ICE_CANDIDATE, candidate=IceCandidate("c", "0", 1)
     ),
-    Heartbeat(12),
-    Synced(12, (uuid4(), uuid4())),
 ]
 
 
