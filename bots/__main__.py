@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from bots.registry import BOTS
 from bots.runtime.app import BotApp, ConfigError
 from bots.settings import BotsSettings
-from server.kernel.logs import JsonFormatter
+from server.kernel import logs
 
 log = logging.getLogger("switchboard.bots")
 
@@ -33,11 +33,7 @@ def _secrets(settings: BotsSettings, environ: Mapping[str, str]) -> list[str]:
 
 
 def _configure_logging(settings: BotsSettings, environ: Mapping[str, str]) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(_secrets(settings, environ)))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    logs.configure(settings.log_level, _secrets(settings, environ))
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)  # one line per update
 
 

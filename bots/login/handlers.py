@@ -22,7 +22,8 @@ BIND_PREFIX = "bind_"
 # The shapes the server accepts (identity.proto / channels.proto); anything else is refused here
 # with the same answer as an unknown code, without a server call.
 _LOGIN_CODE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-_BIND_CODE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+# The payload as received (the server strips the prefix; its request pattern is the same).
+_BIND_CODE = re.compile(r"^bind_[A-Za-z0-9]{8,64}$")
 
 
 def router() -> Router:
@@ -39,7 +40,7 @@ async def start_with_code(
 ) -> None:
     payload = (command.args or "").strip()
     if payload.startswith(BIND_PREFIX):
-        await _bind(message, payload[len(BIND_PREFIX) :], platform, t)
+        await _bind(message, payload, platform, t)
         return
     if not _LOGIN_CODE.match(payload):
         await message.answer(t("login.code_not_found"))

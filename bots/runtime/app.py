@@ -312,7 +312,3 @@ class BotApp:
             await client.close()
         self.bots.clear()
         self.clients.clear()
-
-
-def summary(app: BotApp) -> dict[str, Any]:
-    return {"mode": app.settings.bot_mode, "bots": [r.spec.name for r in app.bots]}

@@ -75,11 +75,6 @@ def explain(error: RpcErrorLike, reasons: Mapping[str, str] | None = None) -> Ex
     params: dict[str, object] = {}
     if key is None and code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         delay = details.retry_delay
-        if delay is None and details.metadata.get("retry_after"):
-            try:
-                delay = float(details.metadata["retry_after"])
-            except ValueError:
-                delay = None
         if delay is not None and delay > 0:
             key, params["seconds"] = "error.rate_limited", max(1, math.ceil(delay))
         else:

@@ -23,6 +23,8 @@ __all__ = [
     "pick_language",
 ]
 
+# The same as server.identity.model's (the bots do not import the server's domain code;
+# tests/unit/bots/test_runtime_units.py keeps the two equal).
 DEFAULT_LANGUAGE = "en"
 LANGUAGES = ("ru", "en", "fr")
 

@@ -34,7 +34,6 @@ import argparse
 import importlib.util
 import ipaddress
 import os
-import re
 import secrets
 import signal
 import subprocess  # nosec B404
@@ -51,6 +50,7 @@ from typing import Any, Protocol, TextIO
 
 from gateway import envoy
 from gateway.openapi import write_openapi
+from server.config import ServicePrincipalConfig
 from server.devstack._util import (
     LOOPBACK,
     DirLock,
@@ -70,6 +70,7 @@ from server.devstack.processes import (
     server_command,
 )
 from server.kernel.crypto import generate_key
+from workers.dispatcher.settings import bot_tokens
 
 __all__ = ["DevSettings", "DevStack", "GatewayApi", "StackError", "run_dev"]
 
@@ -82,7 +83,6 @@ DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 DEFAULT_ENVOY_ADMIN_PORT = 9901
 #: Service principals whose tokens `make dev` generates (configs/dev.yaml service_principals).
 DEV_PRINCIPALS = ("login-bot", "dispatcher")
-_BOT_TOKEN_ENV = re.compile(r"^SWITCHBOARD_[A-Z0-9_]+_BOT_TOKEN$")
 
 
 class StackError(RuntimeError):
@@ -213,14 +213,14 @@ class GatewayPackage:
 # --- workers (dispatcher, bots) ----------------------------------------------------------------
 
 
-def service_token_env(principal: str) -> str:
-    """``"login-bot"`` -> ``SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT`` (as the server reads it)."""
-    return "SWITCHBOARD_SERVICE_TOKEN_" + re.sub(r"[^A-Za-z0-9]", "_", principal).upper()
-
-
-def bot_tokens_set(environ: Mapping[str, str]) -> list[str]:
-    """The ``SWITCHBOARD_<BOT>_BOT_TOKEN`` variables that are set (non-empty), sorted."""
-    return sorted(k for k, v in environ.items() if _BOT_TOKEN_ENV.match(k) and v.strip())
+def _secret_file(path: Path, make: Callable[[], str]) -> str:
+    """The secret in `path`; made by `make` and written (file 0o600, folder 0o700) if absent."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(make())
+    return path.read_text().strip()
 
 
 def worker_command(name: str) -> list[str] | None:
@@ -305,9 +305,10 @@ class DevStack:
                 "SWITCHBOARD_METRICS_ADDR": s.metrics_addr,
             }
         )
-        env.setdefault("SWITCHBOARD_DATA_KEY", self.data_key())
+        if not env.get("SWITCHBOARD_DATA_KEY"):
+            env["SWITCHBOARD_DATA_KEY"] = self.data_key()
         for principal in DEV_PRINCIPALS:
-            name = service_token_env(principal)
+            name = ServicePrincipalConfig.token_variable(principal)
             if not env.get(name, "").strip():
                 env[name] = self.service_token(principal)
         return env
@@ -323,22 +324,11 @@ class DevStack:
     def service_token(self, principal: str) -> str:
         """A dev service token: generated once into data_dir/service_tokens (owner-only)."""
         path = self.settings.data_dir / "service_tokens" / principal
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(32))
-        return path.read_text().strip()
+        return _secret_file(path, lambda: secrets.token_urlsafe(32))
 
     def data_key(self) -> str:
         """The dev data key: generated once into the data dir (owner-only), kept across runs."""
-        path = self.settings.data_dir / "data_key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(generate_key())
-        return path.read_text().strip()
+        return _secret_file(self.settings.data_dir / "data_key", generate_key)
 
     def _preflight(self) -> None:
         s = self.settings
@@ -461,7 +451,7 @@ class DevStack:
             if cmd is None:
                 self.skipped[name] = "not available"
                 continue
-            if name == "bots" and not bot_tokens_set(env):
+            if name == "bots" and not bot_tokens(env):
                 self.skipped[name] = "no SWITCHBOARD_<BOT>_BOT_TOKEN set"
                 continue
             log_path = self.log_path(name)

@@ -125,8 +125,9 @@ class IdentityRepository:
         )
         return _user(row) if row is not None else None
 
-    async def get_user(self, user_id: UUID) -> User | None:
-        row = await self._pool.fetchrow(
+    async def get_user(self, user_id: UUID, tx: Tx | None = None) -> User | None:
+        """The user (deleted ones too); inside ``tx`` when given, else on the pool."""
+        row = await (tx if tx is not None else self._pool).fetchrow(
             f"SELECT {_USER_COLUMNS} FROM identity_users WHERE id = $1", user_id
         )
         return _user(row) if row is not None else None
@@ -345,12 +346,6 @@ class IdentityRepository:
             """,
             user_id,
             language,
-        )
-        return _user(row) if row is not None else None
-
-    async def get_user_tx(self, tx: Tx, user_id: UUID) -> User | None:
-        row = await tx.fetchrow(
-            f"SELECT {_USER_COLUMNS} FROM identity_users WHERE id = $1", user_id
         )
         return _user(row) if row is not None else None
 

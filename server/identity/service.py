@@ -454,7 +454,7 @@ class IdentityService:
             try:
                 after = (datetime.fromisoformat(cursor["t"]), UUID(cursor["i"]))
             except (KeyError, TypeError, ValueError):
-                raise _bad_page_token() from None
+                raise paging.invalid_token(domain=D) from None
         size = paging.page_size(page_size)
         users = await self._repo.list_users(after, size + 1)
         next_token = ""
@@ -501,7 +501,7 @@ class IdentityService:
         if cursor is not None:
             before = cursor.get("b")
             if not isinstance(before, int):
-                raise _bad_page_token()
+                raise paging.invalid_token(domain=D)
         size = paging.page_size(page_size)
         events = await self._repo.list_audit_events(before, action or None, size + 1)
         next_token = ""
@@ -571,7 +571,7 @@ class IdentityService:
                     metadata={"retry_after_s": str(retry_after)},
                 )
             if user_id is not None:
-                owner = await self._repo.get_user_tx(tx, user_id)
+                owner = await self._repo.get_user(user_id, tx)
                 if owner is None or owner.delete_time is not None:
                     raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
                 chosen = owner.language
@@ -830,7 +830,7 @@ class IdentityService:
                 binding = await self._repo.binding_code_for_update(tx, digest)
                 if binding is None:
                     raise not_found
-                user = await self._repo.get_user_tx(tx, binding.user_id)
+                user = await self._repo.get_user(binding.user_id, tx)
                 if user is None or user.delete_time is not None:
                     raise not_found
                 if binding.use_time is not None:
@@ -890,7 +890,7 @@ class IdentityService:
             try:
                 after = (datetime.fromisoformat(cursor["t"]), UUID(cursor["i"]))
             except (KeyError, TypeError, ValueError):
-                raise _bad_page_token() from None
+                raise paging.invalid_token(domain=D) from None
         size = paging.page_size(page_size)
         views: list[ChannelView] = []
         if cursor is None:
@@ -953,13 +953,7 @@ class IdentityService:
     async def set_language(self, principal: Principal, language: str) -> User:
         if principal.user is None:
             raise Unauthenticated("UNAUTHENTICATED", "no user", domain=D)
-        if language not in model.LANGUAGES:
-            raise InvalidArgument(
-                "INVALID_FIELDS",
-                "language must be ru, en or fr",
-                violations=[FieldViolation("language", "must be ru, en or fr")],
-                domain=D,
-            )
+        # The request's pattern (ru|en|fr, model.LANGUAGES) is enforced by the pipeline.
         user = await self._repo.set_language(principal.user.user_id, language)
         if user is None:
             raise NotFound("USER_NOT_FOUND", "the user does not exist", domain=D)
@@ -971,17 +965,6 @@ def _chat_bound_elsewhere() -> AlreadyExists:
     return AlreadyExists(
         "TELEGRAM_CHAT_BOUND_ELSEWHERE",
         "this chat is already bound to another account; unbind it there first",
-        domain=D,
-    )
-
-
-def _bad_page_token() -> InvalidArgument:
-    return InvalidArgument(
-        "INVALID_PAGE_TOKEN",
-        "page_token is not a token this API returned",
-        violations=[
-            FieldViolation("page_token", "is not a valid page token", "INVALID_PAGE_TOKEN")
-        ],
         domain=D,
     )
 

@@ -7,7 +7,7 @@ import binascii
 import json
 from typing import Any
 
-from server.kernel.errors import FieldViolation, InvalidArgument
+from server.kernel.errors import ERROR_DOMAIN, FieldViolation, InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 
@@ -31,11 +31,19 @@ def decode(token: str) -> dict[str, Any] | None:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         cursor = None
     if not isinstance(cursor, dict):
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN",
-            "page_token is not a token this API returned",
-            violations=[
-                FieldViolation("page_token", "is not a valid page token", "INVALID_PAGE_TOKEN")
-            ],
-        )
+        raise invalid_token()
     return cursor
+
+
+def invalid_token(
+    message: str = "page_token is not a token this API returned", *, domain: str = ERROR_DOMAIN
+) -> InvalidArgument:
+    """The INVALID_PAGE_TOKEN error (a page token that is malformed or not for this query)."""
+    return InvalidArgument(
+        "INVALID_PAGE_TOKEN",
+        message,
+        violations=[
+            FieldViolation("page_token", "is not a valid page token", "INVALID_PAGE_TOKEN")
+        ],
+        domain=domain,
+    )

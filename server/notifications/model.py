@@ -12,13 +12,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
+from server.identity.model import DEFAULT_LANGUAGE, LANGUAGES
 from server.kernel.errors import ERROR_DOMAIN
 
 DOMAIN = f"notifications.{ERROR_DOMAIN}"
 
 PARAMS_PURPOSE = b"notifications:params"
-LANGUAGES = ("ru", "en", "fr")
-DEFAULT_LANGUAGE = "en"
 MAX_DEDUP_KEY = 200
 
 

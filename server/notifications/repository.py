@@ -15,10 +15,9 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from server.identity.model import DEFAULT_LANGUAGE, LANGUAGES
 from server.kernel.crypto import SecretBox
 from server.notifications.model import (
-    DEFAULT_LANGUAGE,
-    LANGUAGES,
     PARAMS_PURPOSE,
     TEMPLATES,
     Applied,
@@ -229,24 +228,12 @@ class NotificationsRepository:
             )
             leased: list[LeasedRow] = []
             lease_for = timedelta(seconds=lease_s)
+            lease_args: list[tuple[object, ...]] = []
             for index, send_time in plan.assigned.items():
                 row, recipient = usable[index]
                 expire = send_time + lease_for
                 lease_id = uuid4()
-                await conn.execute(
-                    """
-                    UPDATE notifications_outbox SET
-                        status = 'leased', lease_id = $2, lease_expire_time = $3,
-                        next_attempt_time = $3, attempts = attempts + 1, pace_key = $4,
-                        update_time = $5
-                    WHERE id = $1
-                    """,
-                    row["id"],
-                    lease_id,
-                    expire,
-                    keys[index],
-                    now,
-                )
+                lease_args.append((row["id"], lease_id, expire, keys[index], now))
                 leased.append(
                     LeasedRow(
                         id=row["id"],
@@ -263,15 +250,28 @@ class NotificationsRepository:
                         lease_expire_time=expire,
                     )
                 )
+            if lease_args:
+                await conn.executemany(
+                    """
+                    UPDATE notifications_outbox SET
+                        status = 'leased', lease_id = $2, lease_expire_time = $3,
+                        next_attempt_time = $3, attempts = attempts + 1, pace_key = $4,
+                        update_time = $5
+                    WHERE id = $1
+                    """,
+                    lease_args,
+                )
             ahead = timedelta(seconds=pacing.ahead_s)
-            for index, ready in plan.deferred.items():
-                row, _ = usable[index]
-                # Not an attempt: the row waits until its chat is free within a lease window
-                # (an expired lease stays leased meanwhile).
-                await conn.execute(
+            # Not an attempt: a deferred row waits until its chat is free within a lease
+            # window (an expired lease stays leased meanwhile).
+            deferred_args = [
+                (usable[index][0]["id"], max(now + ahead / 4, ready - ahead))
+                for index, ready in plan.deferred.items()
+            ]
+            if deferred_args:
+                await conn.executemany(
                     "UPDATE notifications_outbox SET next_attempt_time = $2 WHERE id = $1",
-                    row["id"],
-                    max(now + ahead / 4, ready - ahead),
+                    deferred_args,
                 )
             await conn.execute(
                 "UPDATE notifications_pacing SET next_time = $1 WHERE key = '*'", plan.next_slot
@@ -515,12 +515,6 @@ class NotificationsRepository:
     async def get(self, notification_id: UUID) -> OutboxEntry | None:
         row = await self._pool.fetchrow(
             f"SELECT {_ENTRY_COLUMNS} FROM notifications_outbox WHERE id = $1", notification_id
-        )
-        return _entry(row) if row is not None else None
-
-    async def get_by_dedup_key(self, dedup_key: str) -> OutboxEntry | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_ENTRY_COLUMNS} FROM notifications_outbox WHERE dedup_key = $1", dedup_key
         )
         return _entry(row) if row is not None else None
 

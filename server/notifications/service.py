@@ -16,7 +16,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from server.kernel import paging
 from server.kernel.crypto import SecretBox
-from server.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from server.kernel.errors import FailedPrecondition, NotFound
 from server.kernel.principal import Principal
 from server.notifications.model import (
     DOMAIN,
@@ -217,10 +217,8 @@ class NotificationsService:
                 if cursor.get("s") != (status.value if status else ""):
                     raise ValueError("filter changed")
             except (KeyError, ValueError, TypeError):
-                raise InvalidArgument(
-                    "INVALID_PAGE_TOKEN",
-                    "page_token is not a token this API returned for this filter",
-                    violations=[FieldViolation("page_token", "is not valid", "INVALID_PAGE_TOKEN")],
+                raise paging.invalid_token(
+                    "page_token is not a token this API returned for this filter"
                 ) from None
         size = paging.page_size(page_size)
         entries = await self._repo.list_entries(status, before, size + 1)

@@ -1,7 +1,8 @@
 """The dispatch loop: lease -> wait for each notification's slot -> send concurrently -> report.
 
 * Leasing: asks for as many notifications as it has room for (``concurrency`` minus what it
-  holds), then waits the server's ``next_lease_delay`` (or less when a send frees room).
+  holds). When the server had fewer due, it waits the server's ``next_lease_delay`` (a freed
+  slot does not make more due); when it has no room, it waits until a send frees some.
 * Pacing is the server's: each notification comes with a ``send_delay``; the dispatcher never
   sends before it, so several dispatchers together keep the global and per-chat limits.
 * Reports are batched: a reporter sends everything finished since its last call, at most every
@@ -121,7 +122,6 @@ class Dispatcher:
                 self.stats.leased += len(response.notifications)
                 if len(response.notifications) < room:
                     delay = response.next_lease_delay.ToNanoseconds() / 1e9
-                    self._room.clear()
                     await _sleep_or(stop, delay)
         finally:
             # Graceful: what is in hand is sent and reported; nothing new is leased.

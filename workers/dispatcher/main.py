@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from switchboard.notifications.v1 import notifications_pb2_grpc as pb_grpc
 
 from client.channel import connect
-from server.kernel.logs import JsonFormatter
+from server.kernel import logs
 from workers.dispatcher.dispatcher import Dispatcher, DispatcherRefused
 from workers.dispatcher.senders import (
     LogSender,
@@ -131,9 +131,5 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     if settings.service_token_dispatcher is None:
         print("dispatcher: SWITCHBOARD_SERVICE_TOKEN_DISPATCHER is not set", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets_of(settings, env)))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    logs.configure(settings.log_level, secrets_of(settings, env))
     return asyncio.run(run(settings, env))

@@ -372,6 +372,7 @@ async def test_set_language_rules(
     assert row["language"] is None
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await channels.SetLanguage(cpb.SetLanguageRequest(language="de"), metadata=user.metadata)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert ("language", "PATTERN_MISMATCH") in field_violations(caught.value)
     with pytest.raises(grpc.aio.AioRpcError) as empty:
         await channels.SetLanguage(cpb.SetLanguageRequest(language=""), metadata=user.metadata)

@@ -295,3 +295,10 @@ def test_acting_channel_adds_the_user_header_and_keeps_the_callers_metadata() ->
     assert shared.seen[1][2] == [("x-request-id", "r1"), ("x-telegram-user-id", "42")]
     with pytest.raises(ValueError, match="positive"):
         _ActingChannel(cast(grpc.aio.Channel, shared), 0)
+
+
+def test_the_bots_languages_are_the_servers() -> None:
+    from bots.runtime import i18n
+    from server.identity import model
+
+    assert (i18n.LANGUAGES, i18n.DEFAULT_LANGUAGE) == (model.LANGUAGES, model.DEFAULT_LANGUAGE)

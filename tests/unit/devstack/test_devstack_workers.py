@@ -12,14 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from server.config import ServicePrincipalConfig
 from server.devstack.embedded import free_port
-from server.devstack.stack import (
-    DevSettings,
-    DevStack,
-    bot_tokens_set,
-    service_token_env,
-    worker_command,
-)
+from server.devstack.stack import DevSettings, DevStack, worker_command
 
 HERE = Path(__file__).parent
 FAKE_SERVER = [sys.executable, str(HERE / "fake_server.py")]
@@ -58,19 +53,25 @@ def _wait_file(path: Path, timeout: float = 20.0) -> dict[str, str]:
 
 
 def test_helpers() -> None:
-    assert service_token_env("login-bot") == "SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT"
-    assert service_token_env("dispatcher") == "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER"
-    assert bot_tokens_set(
-        {
-            "SWITCHBOARD_LOGIN_BOT_TOKEN": "1:a",
-            "SWITCHBOARD_SHOP_BOT_TOKEN": " ",
-            "SWITCHBOARD_LOGIN_BOT_USERNAME": "x",
-            "OTHER_BOT_TOKEN": "1:b",
-        }
-    ) == ["SWITCHBOARD_LOGIN_BOT_TOKEN"]
+    # The dev stack names the service tokens as the server reads them.
+    variable = ServicePrincipalConfig.token_variable
+    assert variable("login-bot") == "SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT"
+    assert variable("dispatcher") == "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER"
     bots = worker_command("bots")
     assert bots is not None
     assert bots[1:] == ["-m", "bots"]
+
+
+def test_a_data_key_from_the_environment_is_used_and_none_generated(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    given = DevStack(settings, environ={"SWITCHBOARD_DATA_KEY": "from-env"}, out=io.StringIO())
+    assert given.server_env()["SWITCHBOARD_DATA_KEY"] == "from-env"
+    assert not (settings.data_dir / "data_key").exists()
+    made = DevStack(settings, environ={"SWITCHBOARD_DATA_KEY": ""}, out=io.StringIO())
+    key = made.server_env()["SWITCHBOARD_DATA_KEY"]
+    assert key == (settings.data_dir / "data_key").read_text().strip()
+    assert stat.S_IMODE((settings.data_dir / "data_key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((settings.data_dir / "service_tokens").stat().st_mode) == 0o700
 
 
 def test_workers_start_with_the_dev_service_tokens_and_stop(tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_workers_start_with_the_dev_service_tokens_and_stop(tmp_path: Path) -> N
             assert "SWITCHBOARD_METRICS_ADDR" not in env  # the server's port, not theirs
             assert env["SWITCHBOARD_LOGIN_BOT_TOKEN"] == "123:fake-token"
             for principal in ("login-bot", "dispatcher"):
-                key = service_token_env(principal)
+                key = ServicePrincipalConfig.token_variable(principal)
                 assert env[key] == server_env[key]
                 assert len(env[key]) >= 32
         token_file = settings.data_dir / "service_tokens" / "login-bot"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import aiosmtplib
 import pytest
 from aiogram.exceptions import (
@@ -16,6 +19,7 @@ from aiogram.methods import SendMessage
 from switchboard.notifications.v1 import notifications_pb2 as pb
 
 from server.config import Settings
+from server.config import load as load_server_settings
 from workers.dispatcher.main import build_router, secrets_of
 from workers.dispatcher.senders import (
     PERMANENT,
@@ -95,6 +99,12 @@ def test_bot_tokens_from_the_environment() -> None:
     assert bot_token_variable("status-page") == "SWITCHBOARD_STATUS_PAGE_BOT_TOKEN"
 
 
+# Dispatcher settings the server's Settings (extra="forbid", same configs/<env>.yaml) does not
+# declare: secrets (never read from the YAML) and the address of the server to call (set per
+# process in the environment; the server listens on grpc_addr).
+_NOT_IN_SERVER_SETTINGS = {"smtp_password", "service_token_dispatcher", "server_addr"}
+
+
 def test_sender_defaults_match_the_server_settings() -> None:
     shared = [
         "notifications_sender",
@@ -104,13 +114,55 @@ def test_sender_defaults_match_the_server_settings() -> None:
         "smtp_port",
         "smtp_user",
         "smtp_starttls",
+        "smtp_ca_file",
         "smtp_from",
         "smtp_timeout_s",
+        "dispatcher_concurrency",
+        "dispatcher_report_interval_s",
+        "dispatcher_send_timeout_s",
+        "dispatcher_rpc_timeout_s",
     ]
     for name in shared:
         assert (
             DispatcherSettings.model_fields[name].default == Settings.model_fields[name].default
         ), name
+
+
+def test_every_dispatcher_setting_may_be_in_the_shared_yaml() -> None:
+    yaml_fields = set(DispatcherSettings.model_fields) - _NOT_IN_SERVER_SETTINGS
+    assert yaml_fields - set(Settings.model_fields) == set()
+    for name in yaml_fields:  # same checks (bounds) on both sides
+        assert (
+            DispatcherSettings.model_fields[name].metadata == Settings.model_fields[name].metadata
+        ), name
+
+
+def test_the_server_loads_a_yaml_with_the_dispatcher_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("SWITCHBOARD_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SWITCHBOARD_PG_DSN", "postgresql://x@127.0.0.1/db")
+    monkeypatch.setenv("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1/0")
+    monkeypatch.setenv("SWITCHBOARD_DATA_KEY", "A" * 43)
+    monkeypatch.setenv("SWITCHBOARD_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "dev.yaml").write_text(
+        "smtp_ca_file: /etc/ssl/smtp-ca.pem\n"
+        "dispatcher_concurrency: 8\n"
+        "dispatcher_report_interval_s: 0.5\n"
+        "dispatcher_send_timeout_s: 5\n"
+        "dispatcher_rpc_timeout_s: 3\n"
+        "dispatcher_name: worker-1\n"
+    )
+    settings = load_server_settings()
+    assert settings.smtp_ca_file == "/etc/ssl/smtp-ca.pem"
+    assert settings.dispatcher_concurrency == 8
+    dispatcher = DispatcherSettings()
+    assert (dispatcher.smtp_ca_file, dispatcher.dispatcher_name) == (
+        "/etc/ssl/smtp-ca.pem",
+        "worker-1",
+    )
 
 
 def test_settings_from_env_and_yaml(monkeypatch: pytest.MonkeyPatch) -> None:

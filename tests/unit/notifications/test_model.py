@@ -9,8 +9,8 @@ from uuid import uuid4
 
 import pytest
 
+from server.identity.model import LANGUAGES
 from server.notifications.model import (
-    LANGUAGES,
     TEMPLATES,
     Channel,
     InvalidNotice,
