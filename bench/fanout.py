@@ -29,7 +29,6 @@ import argparse
 import array
 import asyncio
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import queue
@@ -55,7 +54,7 @@ from switchboard.rooms.v1 import rooms_pb2_grpc as pb_grpc
 
 from bench import procstat
 from bench.load import percentile
-from bench.run import log, machine, preflight
+from bench.run import log, machine, preflight, report
 from server.devstack.processes import ServerProcess
 from tests.support.stack import (
     ROOT,
@@ -866,14 +865,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with platform_up(workdir, replicas=0 if opts.only == "redis" else 2) as p:
         log(f"platform up in {time.monotonic() - started:.1f} s (logs in {workdir})")
         result = uvloop.run(measure(p, opts))
-    result["wall_seconds"] = round(time.monotonic() - started, 1)
-    result["cores_busy_before_start"] = round(idle_load, 3)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(table(result))
-    print(f"results: {args.json} (whole run {result['wall_seconds']:.0f} s)")
-    missed = [g for g in result["goals"] if not g["met"]]
-    return 1 if args.strict and missed else 0
+    return report(result, args, started=started, idle_load=idle_load, table=table(result))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import signal
 import subprocess  # nosec B404
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from server.kernel.crypto import SecretBox
 from server.notifications import repository
 from server.notifications.model import Channel, Notice, ToEmail, ToTelegramChat, ToUser
 from tests.support.api import Api
+from tests.support.fake_telegram import FakeBotApi
+from tests.support.smtp import SmtpCapture
 from tests.support.stack import ROOT, Infra, Secrets, migrate, server_env, start_server
 from workers.dispatcher.dispatcher import Dispatcher
 from workers.dispatcher.senders import Router, SmtpConfig, SmtpSender, TelegramSender
@@ -308,3 +311,27 @@ def mail(address: str, key: str, text: str = "hello", language: str = "en") -> N
 
 def to_user(user_id: UUID, channel: Channel, key: str, text: str = "hello") -> Notice:
     return Notice(ToUser(user_id), channel, "notifications.admin_message", {"text": text}, key)
+
+
+# A marker in every test body, so a test can prove no body reached a log.
+BODY_MARK = "BODY-" + uuid.uuid4().hex
+
+
+def text(label: str) -> str:
+    return f"{BODY_MARK} {label}"
+
+
+@pytest.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeBotApi]:
+    api = FakeBotApi()
+    await api.start()
+    try:
+        yield api
+    finally:
+        await api.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpCapture]:
+    with SmtpCapture() as server:
+        yield server

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +22,14 @@ from client.channel import connect
 from server.kernel.logs import JsonFormatter
 from server.notifications.model import Channel, Notice, ToEmail
 from tests.integration.notifications.conftest import (
+    BODY_MARK,
     DispatcherProcess,
     NotifyStack,
     dispatcher_env,
     eventually,
     in_process_dispatcher,
     mail,
+    text,
     tg,
 )
 from tests.support.api import Api
@@ -47,27 +49,6 @@ CHAT_INTERVAL = 0.3
 
 _chats = itertools.count(7_000_000)
 # Text that must never reach a log: every message body of this module contains it.
-BODY_MARK = "BODY-" + uuid.uuid4().hex
-
-
-def text(label: str) -> str:
-    return f"{BODY_MARK} {label}"
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeBotApi]:
-    api = FakeBotApi()
-    await api.start()
-    try:
-        yield api
-    finally:
-        await api.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpCapture]:
-    with SmtpCapture() as server:
-        yield server
 
 
 def calls_to(fake: FakeBotApi, chat: int) -> list[Call]:

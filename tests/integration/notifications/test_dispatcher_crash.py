@@ -7,16 +7,14 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.notifications.conftest import (
     DispatcherProcess,
     NotifyStack,
     dispatcher_env,
     eventually,
+    text,
     tg,
 )
 from tests.support.fake_telegram import FakeBotApi
@@ -28,28 +26,7 @@ SERVER_ENV = {
     # Slots are handed out up to 2 s ahead: a dispatcher holds several notifications at once.
     "SWITCHBOARD_NOTIFICATIONS_LEASE_AHEAD_S": "2",
 }
-BODY_MARK = "BODY-" + uuid.uuid4().hex
 _chats = itertools.count(7_500_000)
-
-
-def text(label: str) -> str:
-    return f"{BODY_MARK} {label}"
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeBotApi]:
-    api = FakeBotApi()
-    await api.start()
-    try:
-        yield api
-    finally:
-        await api.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpCapture]:
-    with SmtpCapture() as server:
-        yield server
 
 
 async def test_killed_mid_batch_then_restarted_delivers_each_once(
