@@ -22,7 +22,9 @@ sends everything queued for it as one response.
 The domain describes its stream with a :class:`Stream`: the channel name, where an event
 belongs (``topic_of``), its JSON encoding (``encode``/``decode``), the loader for gaps
 (``load_events(topic, after, upto, limit)``: stored events with after < seq <= upto in
-sequence order) and ``last_seq(topic)``, who may see an event (``visible``, given the
+sequence order), ``last_seq(topic)`` and optionally ``last_seqs(topics)`` (the last sequences
+of many topics in one query, used by the tick; without it the tick asks ``last_seq`` per topic),
+who may see an event (``visible``, given the
 subscription's viewer) and its metrics (:meth:`FanoutMetrics.named`).
 """
 
@@ -136,6 +138,8 @@ class Stream(Generic[K, E, V]):
     decode: Callable[[Any], E]  # raises ValueError, KeyError or TypeError when malformed
     load_events: Callable[[K, int, int, int], Awaitable[list[E]]]  # (topic, after, upto, limit)
     last_seq: Callable[[K], Awaitable[int | None]]
+    # Many topics at once ({topic: last_seq}, unknown topics left out): one query per tick.
+    last_seqs: Callable[[list[K]], Awaitable[dict[K, int]]] | None = None
     visible: Callable[[E, V], bool] | None = None  # None: every subscriber sees every event
     metrics: FanoutMetrics = _UNCOUNTED
 
@@ -346,6 +350,10 @@ class Hub(Generic[K, E, V]):
             del self.pending[seq]
 
 
+# Called every tick with every topic that has local subscribers (and those subscribers).
+TickHook = Callable[[dict[K, list[Subscription[K, E, V]]]], Awaitable[None]]
+
+
 class Fanout(Generic[K, E, V]):
     """Sequenced streams of one kind (one Redis channel) on this replica."""
 
@@ -367,7 +375,7 @@ class Fanout(Generic[K, E, V]):
         self._buffer_size = buffer_size
         self._tick_s = tick_s
         self._flush_interval_s = flush_interval_s
-        self._on_tick: Callable[[K, list[Subscription[K, E, V]]], Awaitable[None]] | None = None
+        self._on_tick: TickHook[K, E, V] | None = None
         self.origin = uuid.uuid4().hex
         self._hubs: dict[K, Hub[K, E, V]] = {}
         self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=100_000)
@@ -487,13 +495,10 @@ class Fanout(Generic[K, E, V]):
 
     # --- background --------------------------------------------------------------------------
 
-    async def run(
-        self,
-        on_tick: Callable[[K, list[Subscription[K, E, V]]], Awaitable[None]] | None = None,
-    ) -> None:
+    async def run(self, on_tick: TickHook[K, E, V] | None = None) -> None:
         """Redis listener, publisher and the periodic tick, until cancelled. ``on_tick`` runs
-        every tick for each topic with local subscribers, after its catch-up check (for
-        per-topic upkeep such as presence)."""
+        every tick, once, with every topic that has local subscribers, after the catch-up
+        check (for upkeep such as presence, batched across topics)."""
         self._on_tick = on_tick
         tasks = [
             asyncio.create_task(self._listen()),
@@ -542,25 +547,50 @@ class Fanout(Generic[K, E, V]):
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
-            hubs = list(self._hubs.values())
-            for hub in hubs:  # heartbeats first: they must not wait for the database
-                for sub in list(hub.subscribers):
-                    sub.tick()
-            for hub in hubs:
-                try:
-                    await self._tick(hub)
-                except Exception:
-                    log.warning(
-                        "fan-out tick failed", extra={"channel": self._channel}, exc_info=True
-                    )
+            try:
+                await self._tick_all()
+            except Exception:
+                log.warning("fan-out tick failed", extra={"channel": self._channel}, exc_info=True)
 
-    async def _tick(self, hub: Hub[K, E, V]) -> None:
-        last = await self._stream.last_seq(hub.topic)
+    async def _tick_all(self) -> None:
+        """One tick: heartbeats, then one ``last_seqs`` query for every watched topic, then
+        the tick hook once for all of them (a tick must stay short with many topics)."""
+        hubs = list(self._hubs.values())
+        for hub in hubs:  # heartbeats first: they must not wait for the database
+            for sub in list(hub.subscribers):
+                sub.tick()
+        if not hubs:
+            return
+        try:
+            lasts = await self._last_seqs([hub.topic for hub in hubs])
+        except Exception:
+            log.warning(
+                "fan-out tick: last sequences failed",
+                extra={"channel": self._channel},
+                exc_info=True,
+            )
+        else:
+            for hub in hubs:
+                self._catch_up(hub, lasts.get(hub.topic))
+        if self._on_tick is not None:
+            watched = {hub.topic: list(hub.subscribers) for hub in hubs if hub.subscribers}
+            if watched:
+                await self._on_tick(watched)
+
+    async def _last_seqs(self, topics: list[K]) -> dict[K, int]:
+        if self._stream.last_seqs is not None:
+            return await self._stream.last_seqs(topics)
+        out: dict[K, int] = {}
+        for topic in topics:
+            last = await self._stream.last_seq(topic)
+            if last is not None:
+                out[topic] = last
+        return out
+
+    def _catch_up(self, hub: Hub[K, E, V], last: int | None) -> None:
         # What the database held at the previous tick and still has not arrived was lost on
         # the way (events stored since are most likely still in flight through Redis).
         due = hub.tick_last
         hub.tick_last = last
         if due is not None and due > hub.head and hub.filling is None:
             hub.filling = asyncio.create_task(self._fill(hub, upto=due))
-        if self._on_tick is not None:
-            await self._on_tick(hub.topic, list(hub.subscribers))

@@ -5,7 +5,8 @@ Every stored room event takes the next per-room sequence with
 ``UPDATE rooms SET last_seq = last_seq + 1 .. RETURNING`` inside the transaction that stores
 it: the row lock serialises writers of one room until commit, so sequences are gapless, and
 a committed sequence N implies every sequence below N is committed too. That is what the
-live fan-out (server/kernel/fanout.py, fed by ``events_after`` and ``last_seq``) relies on.
+live fan-out (server/kernel/fanout.py, fed by ``events_after``, ``last_seq`` and
+``last_seqs``) relies on.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from server.rooms.model import (
 )
 
 Tx: TypeAlias = asyncpg.Connection
+
+# pg_try_advisory_xact_lock key held by a retention pass: one replica runs each pass.
+RETENTION_LOCK_KEY = 0x5B_0001_0E7E
 
 # Redis: the pub/sub channel every replica's room fan-out listens to, and one presence set
 # per room.
@@ -208,6 +212,11 @@ class RoomsRepository:
             "SELECT last_seq FROM rooms WHERE id = $1", room_id
         )
         return value
+
+    async def last_seqs(self, room_ids: list[UUID]) -> dict[UUID, int]:
+        """The last sequences of many rooms in one query (rooms that do not exist left out)."""
+        rows = await self._pool.fetch("SELECT id, last_seq FROM rooms WHERE id = ANY($1)", room_ids)
+        return {row["id"]: row["last_seq"] for row in rows}
 
     async def events_after(
         self, room_id: UUID, after: int, upto: int, limit: int
@@ -487,27 +496,31 @@ class RoomsRepository:
         )
         return [_message(r) for r in rows]
 
-    async def delete_older_than(self, cutoff: datetime, batch: int = 5000) -> int:
+    async def delete_older_than(self, cutoff: datetime, batch: int = 5000) -> int | None:
         """Retention: messages, stored events and call request keys created before cutoff, in
-        batches."""
+        batches. One pass at a time across replicas: the pass runs in a transaction holding
+        an advisory lock, and returns None (nothing done) when another replica holds it."""
         total = 0
-        for table in (
-            "room_messages",
-            "room_events",
-            "room_call_signal_requests",
-            "room_call_reports",
-        ):
-            while True:
-                deleted = await self._pool.fetchval(
-                    f"WITH gone AS (DELETE FROM {table} WHERE ctid IN"
-                    f" (SELECT ctid FROM {table} WHERE create_time < $1 LIMIT $2)"
-                    " RETURNING 1) SELECT count(*) FROM gone",
-                    cutoff,
-                    batch,
-                )
-                total += int(deleted)
-                if deleted < batch:
-                    break
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RETENTION_LOCK_KEY):
+                return None
+            for table in (
+                "room_messages",
+                "room_events",
+                "room_call_signal_requests",
+                "room_call_reports",
+            ):
+                while True:
+                    deleted = await conn.fetchval(
+                        f"WITH gone AS (DELETE FROM {table} WHERE ctid IN"
+                        f" (SELECT ctid FROM {table} WHERE create_time < $1 LIMIT $2)"
+                        " RETURNING 1) SELECT count(*) FROM gone",
+                        cutoff,
+                        batch,
+                    )
+                    total += int(deleted)
+                    if deleted < batch:
+                        break
         return total
 
     # --- calls --------------------------------------------------------------------------------
@@ -703,30 +716,64 @@ class PresenceRepository:
 
     async def refresh(self, room_id: UUID, entries: list[tuple[UUID, str]]) -> list[UUID]:
         """Extend this replica's connections; sweep expired ones. Returns users gone offline."""
-        key = self._key(room_id)
+        return (await self.refresh_many({room_id: entries})).get(room_id, [])
+
+    async def refresh_many(
+        self, rooms: dict[UUID, list[tuple[UUID, str]]]
+    ) -> dict[UUID, list[UUID]]:
+        """:meth:`refresh` for many rooms in a few round trips whatever their number (one
+        pipeline to extend and read the expired entries, one to sweep them, one to check who
+        is still online). Returns, per room with someone gone offline, those users."""
+        if not rooms:
+            return {}
         now = time.time()
+        room_ids = list(rooms)
         try:
-            if entries:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.zadd(key, {presence_member(u, c): now + self._ttl_s for u, c in entries})
-                    pipe.expire(key, int(self._ttl_s) + 1)
-                    await pipe.execute()
-            expired = [_raw(m) for m in await self._redis.zrangebyscore(key, "-inf", now)]
-            gone: set[UUID] = set()
-            if expired:
-                # One ZREM per entry (not transactional): each reports its own count, and
-                # exactly one replica wins each entry.
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for raw in expired:
-                        pipe.zrem(key, raw)
-                    removed = await pipe.execute()
-                gone = {presence_user(raw) for raw, n in zip(expired, removed, strict=True) if n}
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room_id in room_ids:
+                    key = self._key(room_id)
+                    entries = rooms[room_id]
+                    if entries:
+                        pipe.zadd(
+                            key, {presence_member(u, c): now + self._ttl_s for u, c in entries}
+                        )
+                        pipe.expire(key, int(self._ttl_s) + 1)
+                    pipe.zrangebyscore(key, "-inf", now)
+                replies = await pipe.execute()
+            expired: list[tuple[UUID, bytes | str]] = []
+            at = 0
+            for room_id in room_ids:
+                at += 2 if rooms[room_id] else 0
+                expired.extend((room_id, _raw(m)) for m in replies[at])
+                at += 1
+            if not expired:
+                return {}
+            # One ZREM per entry (not transactional): each reports its own count, and exactly
+            # one replica wins each entry.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room_id, raw in expired:
+                    pipe.zrem(self._key(room_id), raw)
+                removed = await pipe.execute()
+            gone: dict[UUID, set[UUID]] = {}
+            for (room_id, raw), n in zip(expired, removed, strict=True):
+                if n:
+                    gone.setdefault(room_id, set()).add(presence_user(raw))
             if not gone:
-                return []
-            still = await self.online(room_id)
+                return {}
+            swept = list(gone)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room_id in swept:
+                    pipe.zrangebyscore(self._key(room_id), time.time(), "+inf")
+                members = await pipe.execute()
         except (RedisError, OSError):
-            return []
-        return [u for u in gone if u not in still]
+            return {}
+        out: dict[UUID, list[UUID]] = {}
+        for room_id, online in zip(swept, members, strict=True):
+            still = {presence_user(_raw(m)) for m in online}
+            left = [u for u in gone[room_id] if u not in still]
+            if left:
+                out[room_id] = left
+        return out
 
 
 def _raw(member: object) -> bytes | str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,6 +83,7 @@ def room_stream(repo: RoomsRepository) -> Stream[UUID, RoomEvent, UUID]:
         event_from_json,
         repo.events_after,
         repo.last_seq,
+        repo.last_seqs,
         visible=RoomEvent.visible_to,
         metrics=FANOUT_METRICS,
     )
@@ -541,12 +543,17 @@ class RoomsService:
         except Exception:
             log.debug("presence removal failed", exc_info=True)
 
-    async def sweep_presence(self, room_id: UUID, subs: list[RoomSubscription]) -> None:
-        """Every fan-out tick, per room with subscribers on this replica: refresh their
-        presence entries, sweep expired ones (a dead replica's) and announce who went offline."""
-        entries = [(s.viewer, s.conn_id) for s in subs]
-        for user_id in await self._presence.refresh(room_id, entries):
-            await self._live.publish(presence_event(room_id, user_id, online=False))
+    async def sweep_presence(self, watched: dict[UUID, list[RoomSubscription]]) -> None:
+        """Every fan-out tick, for all rooms with subscribers on this replica at once: refresh
+        their presence entries, sweep expired ones (a dead replica's) and announce who went
+        offline (a few Redis round trips whatever the number of rooms)."""
+        entries = {
+            room_id: [(s.viewer, s.conn_id) for s in subs] for room_id, subs in watched.items()
+        }
+        gone = await self._presence.refresh_many(entries)
+        for room_id, users in gone.items():
+            for user_id in users:
+                await self._live.publish(presence_event(room_id, user_id, online=False))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -716,7 +723,8 @@ class RoomsService:
 
     # --- retention ---------------------------------------------------------------------------
 
-    async def apply_retention(self) -> int:
+    async def apply_retention(self) -> int | None:
+        """One retention pass; None when another replica's pass holds the lock (skipped)."""
         if self._config.retention_days <= 0:
             return 0
         cutoff = self._clock() - timedelta(days=self._config.retention_days)
@@ -727,13 +735,17 @@ class RoomsService:
         return deleted
 
     async def run_retention(self) -> None:
-        """Periodically remove messages and events older than the retention period."""
+        """Periodically remove messages and events older than the retention period. The
+        first pass waits a jittered interval (replicas starting together do not all run at
+        start-up), and each pass runs on one replica (see ``delete_older_than``)."""
+        interval = self._config.retention_interval_s
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))  # noqa: S311 # nosec B311
         while True:
             try:
                 await self.apply_retention()
             except Exception:
                 log.warning("rooms retention failed", exc_info=True)
-            await asyncio.sleep(self._config.retention_interval_s)
+            await asyncio.sleep(interval)
 
 
 def _shutting_down() -> Unavailable:

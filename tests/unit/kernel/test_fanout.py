@@ -300,3 +300,70 @@ def test_metric_names_follow_the_prefix() -> None:
         "rooms_subscriber_overflows",
         "rooms_subscriptions",
     }
+
+
+async def test_a_tick_reads_the_last_sequences_of_all_topics_in_one_call() -> None:
+    calls: list[list[str]] = []
+    hooked: list[dict[str, list[Subscription[str, Ev, str]]]] = []
+
+    async def load(topic: str, after: int, upto: int, limit: int) -> list[Ev]:
+        return []
+
+    async def last_seq(topic: str) -> int:
+        return 0
+
+    async def last_seqs(topics: list[str]) -> dict[str, int]:
+        calls.append(list(topics))
+        return dict.fromkeys(topics, 0)
+
+    async def on_tick(watched: dict[str, list[Subscription[str, Ev, str]]]) -> None:
+        hooked.append(watched)
+
+    stream = Stream(
+        channel="test:events",
+        topic_of=_topic,
+        encode=_encode,
+        decode=_decode,
+        load_events=load,
+        last_seq=last_seq,
+        last_seqs=last_seqs,
+        visible=_visible,
+    )
+    fanout: Fanout[str, Ev, str] = Fanout(cast(Any, None), stream, buffer_size=10, tick_s=60)
+    fanout._on_tick = on_tick
+    topics = [f"t{i}" for i in range(50)]
+    for topic in topics:
+        await fanout.attach(topic, "v")
+    await fanout._tick_all()
+    assert len(calls) == 1
+    assert sorted(calls[0]) == sorted(topics)
+    assert len(hooked) == 1
+    assert sorted(hooked[0]) == sorted(topics)
+
+
+async def test_a_tick_without_last_seqs_falls_back_to_one_query_per_topic() -> None:
+    asked: list[str] = []
+    loads: list[tuple[int, int]] = []
+
+    async def load(topic: str, after: int, upto: int, limit: int) -> list[Ev]:
+        loads.append((after, upto))
+        return []
+
+    async def last_seq(topic: str) -> int:
+        asked.append(topic)
+        return 3
+
+    stream: Stream[str, Ev, str] = Stream(
+        channel="test:events",
+        topic_of=_topic,
+        encode=_encode,
+        decode=_decode,
+        load_events=load,
+        last_seq=last_seq,
+    )
+    fanout: Fanout[str, Ev, str] = Fanout(cast(Any, None), stream, buffer_size=10, tick_s=60)
+    sub = await fanout.attach(TOPIC, "v")
+    asked.clear()
+    await fanout._tick_all()
+    assert asked == [TOPIC]
+    fanout.detach(sub)

@@ -71,6 +71,9 @@ async def test_room_events_from_another_replica_reach_local_subscribers() -> Non
         async def last_seq(self, room_id: UUID) -> int:
             return 6
 
+        async def last_seqs(self, room_ids: list[UUID]) -> dict[UUID, int]:
+            return dict.fromkeys(room_ids, 6)
+
         async def events_after(
             self, room_id: UUID, after: int, upto: int, limit: int
         ) -> list[RoomEvent]:

@@ -145,3 +145,20 @@ async def test_refresh_sweeps_expired_entries_and_reports_who_went_offline() -> 
     assert await presence.refresh(ROOM, []) == [bob]  # alice still has a2
     assert await presence.online(ROOM) == {alice}
     assert await presence.refresh(ROOM, []) == []  # nothing left to sweep
+
+
+async def test_refresh_many_sweeps_every_room_in_one_pass() -> None:
+    redis = _FakeRedis()
+    presence = PresenceRepository(cast(Redis, redis), ttl_s=45)
+    other = uuid4()
+    alice, bob = uuid4(), uuid4()
+    await presence.add(ROOM, alice, "a1")
+    await presence.add(other, bob, "b1")
+    for key in (f"sb:rooms:presence:{ROOM}", f"sb:rooms:presence:{other}"):
+        for member in list(redis.sets[key]):
+            redis.sets[key][member] = 0.0  # expired: a dead replica's
+    carol = uuid4()
+    gone = await presence.refresh_many({ROOM: [(carol, "c1")], other: []})
+    assert gone == {ROOM: [alice], other: [bob]}
+    assert await presence.online(ROOM) == {carol}
+    assert await presence.refresh_many({ROOM: [(carol, "c1")], other: []}) == {}
