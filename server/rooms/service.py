@@ -202,7 +202,7 @@ def _cursor_pair(token: str) -> tuple[datetime, UUID] | None:
     try:
         return datetime.fromisoformat(str(cursor["t"])), UUID(str(cursor["i"]))
     except (KeyError, ValueError):
-        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is not valid", domain=D) from None
+        raise paging.invalid_token(domain=D) from None
 
 
 class RoomsService:
@@ -407,8 +407,8 @@ class RoomsService:
                 if cursor.get("o") != order.value:
                     raise ValueError
             except (KeyError, ValueError, TypeError):
-                raise InvalidArgument(
-                    "INVALID_PAGE_TOKEN", "page_token does not match this query", domain=D
+                raise paging.invalid_token(
+                    "page_token does not match this query", domain=D
                 ) from None
             if order is MessageOrder.NEWEST_FIRST:
                 before = min(before, last) if before else last

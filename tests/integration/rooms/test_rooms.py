@@ -164,3 +164,5 @@ async def test_members_and_rooms_page(rooms: Rooms, api: Api) -> None:
             pb.ListRoomsRequest(page_token="garbage!"), metadata=members[0].metadata
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "INVALID_PAGE_TOKEN"
+    assert [field for field, _ in field_violations(caught.value)] == ["page_token"]
