@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+
 from switchboard.options.v1 import access_pb2
 
-from server.kernel.principal import Principal, Role
+from server.kernel.principal import Principal, Role, UserPrincipal
 
 _ROLE_OF_OPTION: dict[int, Role] = {
     access_pb2.ROLE_USER: Role.USER,
@@ -24,6 +26,11 @@ def role_to_proto(role: Role) -> access_pb2.Role.ValueType:
     raise ValueError(role)
 
 
+# A domain-derived role ("booking.master"): does this user hold it? Registered by the
+# domain in the composition root; the answer comes from the domain's own data.
+DomainRoleResolver = Callable[[UserPrincipal], Awaitable[bool]]
+
+
 def rule_allows(rule: access_pb2.AccessRule, principal: Principal) -> bool:
     kind = rule.WhichOneof("kind")
     if kind == "public":
@@ -38,7 +45,27 @@ def rule_allows(rule: access_pb2.AccessRule, principal: Principal) -> bool:
 
 
 def allows(policy: access_pb2.AccessPolicy | None, principal: Principal) -> bool:
-    """No policy means no access: an undeclared RPC is never callable."""
+    """No policy means no access: an undeclared RPC is never callable. Domain roles are
+    not known here (see ``allows_with_domain_roles``): a ``domain_role`` rule matches nobody."""
     if policy is None:
         return False
     return any(rule_allows(rule, principal) for rule in policy.allow)
+
+
+async def allows_with_domain_roles(
+    policy: access_pb2.AccessPolicy | None,
+    principal: Principal,
+    resolvers: Mapping[str, DomainRoleResolver],
+) -> bool:
+    """``allows``, then each ``domain_role`` rule asked of its domain (only when no cheaper
+    rule matched, and only for a user). An unregistered role matches nobody."""
+    if allows(policy, principal):
+        return True
+    if policy is None or principal.user is None:
+        return False
+    for rule in policy.allow:
+        if rule.WhichOneof("kind") == "domain_role":
+            resolve = resolvers.get(rule.domain_role)
+            if resolve is not None and await resolve(principal.user):
+                return True
+    return False

@@ -19,7 +19,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -141,7 +141,9 @@ class Pipeline(grpc.aio.ServerInterceptor):
         limiter: RateLimiter | None,
         trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
         access_log: AccessLog | None = None,
+        domain_roles: Mapping[str, access.DomainRoleResolver] | None = None,
     ) -> None:
+        self._domain_roles = dict(domain_roles or {})
         self._methods = methods
         self._authenticator = authenticator
         self._audit = audit
@@ -252,7 +254,9 @@ class Pipeline(grpc.aio.ServerInterceptor):
         # Authentication.
         call.principal = await self._authenticator.authenticate(call.metadata, call.request_id)
         # Authorization, from the policy declared in the contract.
-        if not access.allows(method.policy, call.principal):
+        if not await access.allows_with_domain_roles(
+            method.policy, call.principal, self._domain_roles
+        ):
             if method.policy is not None and call.principal.is_anonymous:
                 raise Unauthenticated("UNAUTHENTICATED", "this call needs a valid bearer token")
             await self._audit.record(

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#switchboard/options/v1/access.proto\x12\x16switchboard.options.v1\x1a google/protobuf/descriptor.proto\"\x86\x01\n\nAccessRule\x12\x10\n\x06public\x18\x01 \x01(\x08H\x00\x12\x17\n\rauthenticated\x18\x02 \x01(\x08H\x00\x12,\n\x04role\x18\x03 \x01(\x0e\x32\x1c.switchboard.options.v1.RoleH\x00\x12\x17\n\rservice_scope\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\"x\n\x0c\x41\x63\x63\x65ssPolicy\x12\x31\n\x05\x61llow\x18\x01 \x03(\x0b\x32\".switchboard.options.v1.AccessRule\x12\x35\n\nrate_class\x18\x02 \x01(\x0e\x32!.switchboard.options.v1.RateClass*Q\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x14\n\x10ROLE_SUPER_ADMIN\x10\x03*~\n\tRateClass\x12\x1a\n\x16RATE_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0fRATE_CLASS_READ\x10\x01\x12\x14\n\x10RATE_CLASS_WRITE\x10\x02\x12\x13\n\x0fRATE_CLASS_AUTH\x10\x03\x12\x15\n\x11RATE_CLASS_STREAM\x10\x04:V\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32$.switchboard.options.v1.AccessPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#switchboard/options/v1/access.proto\x12\x16switchboard.options.v1\x1a google/protobuf/descriptor.proto\"\x9d\x01\n\nAccessRule\x12\x10\n\x06public\x18\x01 \x01(\x08H\x00\x12\x17\n\rauthenticated\x18\x02 \x01(\x08H\x00\x12,\n\x04role\x18\x03 \x01(\x0e\x32\x1c.switchboard.options.v1.RoleH\x00\x12\x17\n\rservice_scope\x18\x04 \x01(\tH\x00\x12\x15\n\x0b\x64omain_role\x18\x05 \x01(\tH\x00\x42\x06\n\x04kind\"x\n\x0c\x41\x63\x63\x65ssPolicy\x12\x31\n\x05\x61llow\x18\x01 \x03(\x0b\x32\".switchboard.options.v1.AccessRule\x12\x35\n\nrate_class\x18\x02 \x01(\x0e\x32!.switchboard.options.v1.RateClass*Q\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x14\n\x10ROLE_SUPER_ADMIN\x10\x03*~\n\tRateClass\x12\x1a\n\x16RATE_CLASS_UNSPECIFIED\x10\x00\x12\x13\n\x0fRATE_CLASS_READ\x10\x01\x12\x14\n\x10RATE_CLASS_WRITE\x10\x02\x12\x13\n\x0fRATE_CLASS_AUTH\x10\x03\x12\x15\n\x11RATE_CLASS_STREAM\x10\x04:V\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32$.switchboard.options.v1.AccessPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.options.v1.access_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=356
-  _globals['_ROLE']._serialized_end=437
-  _globals['_RATECLASS']._serialized_start=439
-  _globals['_RATECLASS']._serialized_end=565
+  _globals['_ROLE']._serialized_start=379
+  _globals['_ROLE']._serialized_end=460
+  _globals['_RATECLASS']._serialized_start=462
+  _globals['_RATECLASS']._serialized_end=588
   _globals['_ACCESSRULE']._serialized_start=98
-  _globals['_ACCESSRULE']._serialized_end=232
-  _globals['_ACCESSPOLICY']._serialized_start=234
-  _globals['_ACCESSPOLICY']._serialized_end=354
+  _globals['_ACCESSRULE']._serialized_end=255
+  _globals['_ACCESSPOLICY']._serialized_start=257
+  _globals['_ACCESSPOLICY']._serialized_end=377
 # @@protoc_insertion_point(module_scope)

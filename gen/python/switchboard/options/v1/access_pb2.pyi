@@ -87,6 +87,7 @@ class AccessRule(_message.Message):
     AUTHENTICATED_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     SERVICE_SCOPE_FIELD_NUMBER: _builtins.int
+    DOMAIN_ROLE_FIELD_NUMBER: _builtins.int
     public: _builtins.bool
     """Anyone, including anonymous callers."""
     authenticated: _builtins.bool
@@ -97,6 +98,11 @@ class AccessRule(_message.Message):
     """A service principal holding this scope. When the service also acts as a
     user, the user is available to the handler as well.
     """
+    domain_role: _builtins.str
+    """A user holding a role the domain derives from its own data, named
+    "<domain>.<role>" (e.g. "booking.master"). The server asks the domain
+    that registered the name; an unregistered name matches nobody.
+    """
     def __init__(
         self,
         *,
@@ -104,12 +110,13 @@ class AccessRule(_message.Message):
         authenticated: _builtins.bool = ...,
         role: Global___Role.ValueType = ...,
         service_scope: _builtins.str = ...,
+        domain_role: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["authenticated", b"authenticated", "kind", b"kind", "public", b"public", "role", b"role", "service_scope", b"service_scope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authenticated", b"authenticated", "domain_role", b"domain_role", "kind", b"kind", "public", b"public", "role", b"role", "service_scope", b"service_scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authenticated", b"authenticated", "kind", b"kind", "public", b"public", "role", b"role", "service_scope", b"service_scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authenticated", b"authenticated", "domain_role", b"domain_role", "kind", b"kind", "public", b"public", "role", b"role", "service_scope", b"service_scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["public", "authenticated", "role", "service_scope"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["public", "authenticated", "role", "service_scope", "domain_role"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/options/v1/access.proto.
  */
 export const file_switchboard_options_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("CiNzd2l0Y2hib2FyZC9vcHRpb25zL3YxL2FjY2Vzcy5wcm90bxIWc3dpdGNoYm9hcmQub3B0aW9ucy52MSKGAQoKQWNjZXNzUnVsZRIQCgZwdWJsaWMYASABKAhIABIXCg1hdXRoZW50aWNhdGVkGAIgASgISAASLAoEcm9sZRgDIAEoDjIcLnN3aXRjaGJvYXJkLm9wdGlvbnMudjEuUm9sZUgAEhcKDXNlcnZpY2Vfc2NvcGUYBCABKAlIAEIGCgRraW5kIngKDEFjY2Vzc1BvbGljeRIxCgVhbGxvdxgBIAMoCzIiLnN3aXRjaGJvYXJkLm9wdGlvbnMudjEuQWNjZXNzUnVsZRI1CgpyYXRlX2NsYXNzGAIgASgOMiEuc3dpdGNoYm9hcmQub3B0aW9ucy52MS5SYXRlQ2xhc3MqUQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9VU0VSEAESDgoKUk9MRV9BRE1JThACEhQKEFJPTEVfU1VQRVJfQURNSU4QAyp+CglSYXRlQ2xhc3MSGgoWUkFURV9DTEFTU19VTlNQRUNJRklFRBAAEhMKD1JBVEVfQ0xBU1NfUkVBRBABEhQKEFJBVEVfQ0xBU1NfV1JJVEUQAhITCg9SQVRFX0NMQVNTX0FVVEgQAxIVChFSQVRFX0NMQVNTX1NUUkVBTRAEOl4KBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLmOAyABKAsyJC5zd2l0Y2hib2FyZC5vcHRpb25zLnYxLkFjY2Vzc1BvbGljeVIGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("CiNzd2l0Y2hib2FyZC9vcHRpb25zL3YxL2FjY2Vzcy5wcm90bxIWc3dpdGNoYm9hcmQub3B0aW9ucy52MSKdAQoKQWNjZXNzUnVsZRIQCgZwdWJsaWMYASABKAhIABIXCg1hdXRoZW50aWNhdGVkGAIgASgISAASLAoEcm9sZRgDIAEoDjIcLnN3aXRjaGJvYXJkLm9wdGlvbnMudjEuUm9sZUgAEhcKDXNlcnZpY2Vfc2NvcGUYBCABKAlIABIVCgtkb21haW5fcm9sZRgFIAEoCUgAQgYKBGtpbmQieAoMQWNjZXNzUG9saWN5EjEKBWFsbG93GAEgAygLMiIuc3dpdGNoYm9hcmQub3B0aW9ucy52MS5BY2Nlc3NSdWxlEjUKCnJhdGVfY2xhc3MYAiABKA4yIS5zd2l0Y2hib2FyZC5vcHRpb25zLnYxLlJhdGVDbGFzcypRCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABINCglST0xFX1VTRVIQARIOCgpST0xFX0FETUlOEAISFAoQUk9MRV9TVVBFUl9BRE1JThADKn4KCVJhdGVDbGFzcxIaChZSQVRFX0NMQVNTX1VOU1BFQ0lGSUVEEAASEwoPUkFURV9DTEFTU19SRUFEEAESFAoQUkFURV9DTEFTU19XUklURRACEhMKD1JBVEVfQ0xBU1NfQVVUSBADEhUKEVJBVEVfQ0xBU1NfU1RSRUFNEAQ6XgoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYuY4DIAEoCzIkLnN3aXRjaGJvYXJkLm9wdGlvbnMudjEuQWNjZXNzUG9saWN5UgZhY2Nlc3NiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * One way to be allowed to call an RPC. A call is allowed when any rule of
@@ -57,6 +57,16 @@ export type AccessRule = Message<"switchboard.options.v1.AccessRule"> & {
      */
     value: string;
     case: "serviceScope";
+  } | {
+    /**
+     * A user holding a role the domain derives from its own data, named
+     * "<domain>.<role>" (e.g. "booking.master"). The server asks the domain
+     * that registered the name; an unregistered name matches nobody.
+     *
+     * @generated from field: string domain_role = 5;
+     */
+    value: string;
+    case: "domainRole";
   } | { case: undefined; value?: undefined };
 };
 
