@@ -83,3 +83,59 @@ def test_every_rate_class_has_a_configured_bucket() -> None:
         configured = yaml.safe_load(path.read_text()).get("rate_limits")
         if configured is not None:
             assert set(RATE_CLASS_NAMES.values()) <= set(configured), path.name
+
+
+async def test_domain_roles_are_asked_of_their_domain_only_when_needed() -> None:
+    masters: set[object] = set()
+    asked: list[object] = []
+
+    async def is_master(user: UserPrincipal) -> bool:
+        asked.append(user.user_id)
+        return user.user_id in masters
+
+    resolvers = {"booking.master": is_master}
+    master_only = access_pb2.AccessPolicy(
+        allow=[access_pb2.AccessRule(domain_role="booking.master")]
+    )
+    master_or_admin = access_pb2.AccessPolicy(
+        allow=[
+            access_pb2.AccessRule(role=access_pb2.ROLE_ADMIN),
+            access_pb2.AccessRule(domain_role="booking.master"),
+        ]
+    )
+    unknown_role = access_pb2.AccessPolicy(allow=[access_pb2.AccessRule(domain_role="x.nobody")])
+    master, client = _user(Role.USER), _user(Role.USER)
+    assert master.user is not None
+    assert client.user is not None
+    masters.add(master.user.user_id)
+
+    assert await access.allows_with_domain_roles(master_only, master, resolvers)
+    assert not await access.allows_with_domain_roles(master_only, client, resolvers)
+    assert not access.allows(master_only, master), "without resolvers a domain role matches nobody"
+    assert not await access.allows_with_domain_roles(unknown_role, master, resolvers)
+    assert not await access.allows_with_domain_roles(master_only, Principal(), resolvers)
+    asked.clear()
+    assert await access.allows_with_domain_roles(master_or_admin, _user(Role.ADMIN), resolvers)
+    assert asked == [], "a cheaper rule matched: the domain is not asked"
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        m
+        for s in contract_services()
+        for m in s.methods
+        if any(
+            r.WhichOneof("kind") == "domain_role"
+            for r in (policy_of(m) or access_pb2.AccessPolicy()).allow
+        )
+    ],
+    ids=lambda m: m.full_name,
+)
+def test_domain_roles_in_contracts_are_known(method: object) -> None:
+    """A typo in a contract's domain role would lock everybody out: names are <domain>.<role>."""
+    policy = policy_of(method)  # type: ignore[arg-type]
+    assert policy is not None
+    for rule in policy.allow:
+        if rule.WhichOneof("kind") == "domain_role":
+            assert rule.domain_role in {"booking.master"}
