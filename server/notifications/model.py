@@ -6,6 +6,7 @@ import html
 import json
 import math
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ DOMAIN = f"notifications.{ERROR_DOMAIN}"
 
 PARAMS_PURPOSE = b"notifications:params"
 MAX_DEDUP_KEY = 200
+# As identity_telegram_channels.bot allows.
+BOT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class Channel(StrEnum):
@@ -59,7 +62,21 @@ class ToEmail:
     language: str = DEFAULT_LANGUAGE
 
 
-Recipient = ToUser | ToTelegramChat | ToEmail
+@dataclass(frozen=True, slots=True)
+class ToUserViaBot:
+    """A platform user in their private chat with ``bot``, resolved at lease time.
+
+    The chat is the user's Telegram user id (the private chat a bot shares with a user has
+    that id); a user without one gets the notice like ``ToUser`` (their confirmed Telegram
+    channel). Language: the user's own, else ``default_language``.
+    """
+
+    user_id: UUID
+    bot: str
+    default_language: str = "en"
+
+
+Recipient = ToUser | ToUserViaBot | ToTelegramChat | ToEmail
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +88,8 @@ class Notice:
     template: str
     params: Mapping[str, str] = field(default_factory=dict)
     dedup_key: str = ""
+    # Not leased before this instant (aware); None: due at once. A reminder, say.
+    not_before: datetime | None = None
 
 
 class InvalidNotice(ValueError):
@@ -88,8 +107,17 @@ def validate_notice(notice: Notice) -> None:
     missing = TEMPLATES[notice.template].params - set(notice.params)
     if missing:
         raise InvalidNotice(f"template {notice.template!r} needs params {sorted(missing)}")
+    if notice.not_before is not None and notice.not_before.utcoffset() is None:
+        raise InvalidNotice("not_before must be an aware datetime")
     recipient = notice.recipient
-    if isinstance(recipient, ToTelegramChat):
+    if isinstance(recipient, ToUserViaBot):
+        if channel is not Channel.TELEGRAM:
+            raise InvalidNotice("a user-via-bot recipient needs the telegram channel")
+        if not BOT_NAME.fullmatch(recipient.bot):
+            raise InvalidNotice("bot must be a bot name like 'booking'")
+        if recipient.default_language not in LANGUAGES:
+            raise InvalidNotice(f"default_language must be one of {LANGUAGES}")
+    elif isinstance(recipient, ToTelegramChat):
         if channel is not Channel.TELEGRAM:
             raise InvalidNotice("a Telegram chat recipient needs the telegram channel")
         if not recipient.bot:
@@ -101,7 +129,7 @@ def validate_notice(notice: Notice) -> None:
             raise InvalidNotice("not an email address")
     elif not isinstance(recipient, ToUser):
         raise InvalidNotice("unknown recipient kind")
-    if not isinstance(recipient, ToUser) and recipient.language not in LANGUAGES:
+    if isinstance(recipient, ToTelegramChat | ToEmail) and recipient.language not in LANGUAGES:
         raise InvalidNotice(f"language must be one of {LANGUAGES}")
 
 
@@ -179,6 +207,105 @@ TEMPLATES: dict[str, Template] = {
             "fr": (
                 "Votre adresse est vérifiée",
                 "Votre adresse e-mail est maintenant vérifiée pour votre compte Switchboard.",
+            ),
+        },
+    ),
+    # --- booking (the barbershop): sent through the booking bot -------------------------
+    "booking.confirmed": Template(
+        channels=frozenset({Channel.TELEGRAM, Channel.EMAIL}),
+        params=frozenset({"master", "service", "when"}),
+        texts={
+            "ru": (
+                "Вы записаны: {when}",
+                "Вы записаны.\nМастер: {master}\nУслуга: {service}\nКогда: {when}",  # noqa: RUF001
+            ),
+            "en": (
+                "Your booking: {when}",
+                "You are booked.\nMaster: {master}\nService: {service}\nWhen: {when}",
+            ),
+            "fr": (
+                "Votre rendez-vous : {when}",
+                "Votre rendez-vous est confirmé.\nCoiffeur : {master}\n"
+                "Prestation : {service}\nQuand : {when}",
+            ),
+        },
+    ),
+    "booking.created": Template(
+        channels=frozenset({Channel.TELEGRAM, Channel.EMAIL}),
+        params=frozenset({"client", "service", "when"}),
+        texts={
+            "ru": (
+                "Новая запись: {when}",
+                "Новая запись.\nКлиент: {client}\nУслуга: {service}\nКогда: {when}",  # noqa: RUF001
+            ),
+            "en": (
+                "New booking: {when}",
+                "New booking.\nClient: {client}\nService: {service}\nWhen: {when}",
+            ),
+            "fr": (
+                "Nouveau rendez-vous : {when}",
+                "Nouveau rendez-vous.\nClient : {client}\nPrestation : {service}\nQuand : {when}",
+            ),
+        },
+    ),
+    "booking.cancelled_by_client": Template(
+        channels=frozenset({Channel.TELEGRAM, Channel.EMAIL}),
+        params=frozenset({"client", "service", "when"}),
+        texts={
+            "ru": (
+                "Запись отменена: {when}",
+                "Клиент отменил запись.\nКлиент: {client}\nУслуга: {service}\n"  # noqa: RUF001
+                "Когда: {when}",
+            ),
+            "en": (
+                "Booking cancelled: {when}",
+                "The client cancelled the booking.\nClient: {client}\nService: {service}\n"
+                "When: {when}",
+            ),
+            "fr": (
+                "Rendez-vous annulé : {when}",
+                "Le client a annulé le rendez-vous.\nClient : {client}\n"
+                "Prestation : {service}\nQuand : {when}",
+            ),
+        },
+    ),
+    "booking.cancelled_by_master": Template(
+        channels=frozenset({Channel.TELEGRAM, Channel.EMAIL}),
+        params=frozenset({"master", "service", "when", "reason"}),
+        texts={
+            "ru": (
+                "Запись отменена: {when}",
+                "Мастер отменил вашу запись.\nМастер: {master}\nУслуга: {service}\n"  # noqa: RUF001
+                "Когда: {when}\nПричина: {reason}",  # noqa: RUF001
+            ),
+            "en": (
+                "Your booking is cancelled: {when}",
+                "The master cancelled your booking.\nMaster: {master}\nService: {service}\n"
+                "When: {when}\nReason: {reason}",
+            ),
+            "fr": (
+                "Votre rendez-vous est annulé : {when}",
+                "Le coiffeur a annulé votre rendez-vous.\nCoiffeur : {master}\n"
+                "Prestation : {service}\nQuand : {when}\nMotif : {reason}",
+            ),
+        },
+    ),
+    "booking.reminder": Template(
+        channels=frozenset({Channel.TELEGRAM, Channel.EMAIL}),
+        params=frozenset({"master", "service", "when"}),
+        texts={
+            "ru": (
+                "Напоминание о записи: {when}",  # noqa: RUF001
+                "Напоминаем о записи.\nМастер: {master}\nУслуга: {service}\nКогда: {when}",  # noqa: RUF001
+            ),
+            "en": (
+                "Reminder: your booking {when}",
+                "A reminder of your booking.\nMaster: {master}\nService: {service}\nWhen: {when}",
+            ),
+            "fr": (
+                "Rappel : votre rendez-vous {when}",
+                "Rappel de votre rendez-vous.\nCoiffeur : {master}\nPrestation : {service}\n"
+                "Quand : {when}",
             ),
         },
     ),

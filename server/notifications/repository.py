@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -34,6 +34,7 @@ from server.notifications.model import (
     ToEmail,
     ToTelegramChat,
     ToUser,
+    ToUserViaBot,
     encode_params,
     pace_key,
     plan_slots,
@@ -45,21 +46,30 @@ async def enqueue(conn: asyncpg.Connection, box: SecretBox, notice: Notice) -> b
     """Queue ``notice``; True when queued, False when its dedup key was already queued.
 
     Just one INSERT: no sender is contacted, so a down sender never slows the caller.
+    A notice with ``not_before`` is first due then (its row waits, pending, until that time).
     Raises ``model.InvalidNotice`` for a notice that could never be delivered.
     """
     validate_notice(notice)
     recipient = notice.recipient
-    user_id = recipient.user_id if isinstance(recipient, ToUser) else None
+    user_id = recipient.user_id if isinstance(recipient, ToUser | ToUserViaBot) else None
     chat_id = recipient.chat_id if isinstance(recipient, ToTelegramChat) else None
-    bot = recipient.bot if isinstance(recipient, ToTelegramChat) else None
+    bot = recipient.bot if isinstance(recipient, ToTelegramChat | ToUserViaBot) else None
     email = recipient.address if isinstance(recipient, ToEmail) else None
-    language = None if isinstance(recipient, ToUser) else recipient.language
+    language: str | None
+    if isinstance(recipient, ToUser):
+        language = None
+    elif isinstance(recipient, ToUserViaBot):
+        # Stored as the fallback; the user's own language wins at lease time.
+        language = recipient.default_language
+    else:
+        language = recipient.language
     sealed = box.seal(encode_params(notice.params), PARAMS_PURPOSE)
     row = await conn.fetchrow(
         """
         INSERT INTO notifications_outbox
-            (dedup_key, channel, user_id, chat_id, bot, email, template, params, language)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            (dedup_key, channel, user_id, chat_id, bot, email, template, params, language,
+             next_attempt_time)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10::timestamptz, now()))
         ON CONFLICT (dedup_key) DO NOTHING
         RETURNING id
         """,
@@ -72,8 +82,29 @@ async def enqueue(conn: asyncpg.Connection, box: SecretBox, notice: Notice) -> b
         notice.template,
         sealed,
         language,
+        notice.not_before,
     )
     return row is not None
+
+
+async def withdraw(conn: asyncpg.Connection, dedup_keys: Sequence[str]) -> int:
+    """Drop the still-pending notices with these dedup keys, in the caller's transaction.
+
+    For notices that no longer make sense (the reminders of a cancelled booking). A notice in
+    a dispatcher's hands (leased) or already final is left alone: it may be on its way. A
+    row a lease holds locked is waited for, then seen leased and kept; unknown keys are
+    ignored. Returns how many were dropped.
+    """
+    if not dedup_keys:
+        return 0
+    result: str = await conn.execute(
+        """
+        DELETE FROM notifications_outbox
+        WHERE dedup_key = ANY($1::text[]) AND status = 'pending'
+        """,
+        list(dedup_keys),
+    )
+    return int(result.split()[-1])
 
 
 # --- the outbox's own side ------------------------------------------------------------------
@@ -299,16 +330,24 @@ class NotificationsRepository:
     async def _resolve_users(
         self, conn: asyncpg.Connection, candidates: list[asyncpg.Record]
     ) -> dict[UUID, _Recipient]:
-        """A user recipient's confirmed channel of the notification's kind, and language."""
+        """A user recipient's chat or address for the notification's kind, and language.
+
+        A plain user recipient: their confirmed channel of that kind, in their language (en
+        when they never chose one). A user-via-bot recipient (the row names a bot): the
+        private chat with that bot, which has their Telegram user id, else their confirmed
+        Telegram channel; in their language, else the row's default language.
+        """
         by_user = [
-            (r["id"], r["user_id"], r["channel"]) for r in candidates if r["user_id"] is not None
+            (r["id"], r["user_id"], r["channel"], r["bot"], r["language"])
+            for r in candidates
+            if r["user_id"] is not None
         ]
         if not by_user:
             return {}
         rows = await conn.fetch(
             """
-            -- language is NULL for a user who never chose one: the default (en) then.
-            SELECT u.id, COALESCE(u.language, 'en') AS language,
+            -- language is NULL for a user who never chose one.
+            SELECT u.id, u.language, u.telegram_user_id,
                    CASE WHEN u.email_verify_time IS NOT NULL THEN u.email END AS email,
                    c.chat_id, c.bot
             FROM identity_users u
@@ -321,16 +360,19 @@ class NotificationsRepository:
             ) c ON true
             WHERE u.id = ANY($1::uuid[]) AND u.delete_time IS NULL
             """,
-            sorted({user_id for _, user_id, _ in by_user}),
+            sorted({user_id for _, user_id, _, _, _ in by_user}),
         )
         users = {r["id"]: r for r in rows}
         out: dict[UUID, _Recipient] = {}
-        for notification_id, user_id, channel in by_user:
+        for notification_id, user_id, channel, via_bot, default_language in by_user:
             user = users.get(user_id)
             if user is None:
                 continue
-            language = user["language"] if user["language"] in LANGUAGES else DEFAULT_LANGUAGE
-            if channel == Channel.TELEGRAM and user["chat_id"] is not None:
+            fallback = default_language if default_language in LANGUAGES else DEFAULT_LANGUAGE
+            language = user["language"] if user["language"] in LANGUAGES else fallback
+            if via_bot is not None and user["telegram_user_id"] is not None:
+                out[notification_id] = _Recipient(language, user["telegram_user_id"], via_bot)
+            elif channel == Channel.TELEGRAM and user["chat_id"] is not None:
                 out[notification_id] = _Recipient(language, user["chat_id"], user["bot"])
             elif channel == Channel.EMAIL and user["email"] is not None:
                 out[notification_id] = _Recipient(language, email=user["email"])
