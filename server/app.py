@@ -14,11 +14,15 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import BlockingConnectionPool, Redis
+from switchboard.booking.v1 import booking_pb2, booking_pb2_grpc
 from switchboard.identity.v1 import channels_pb2, channels_pb2_grpc, identity_pb2, identity_pb2_grpc
 from switchboard.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from switchboard.rooms.v1 import calls_pb2, calls_pb2_grpc, rooms_pb2, rooms_pb2_grpc
 
 from server import migrate
+from server.booking.api import BookingAdminApi, BookingApi, MasterApi
+from server.booking.repository import BookingRepository
+from server.booking.service import BookingConfig, BookingService
 from server.config import Settings
 from server.identity.api import AdminApi, AuthApi, ChannelApi
 from server.identity.model import email_code_key
@@ -113,6 +117,16 @@ def rooms_config(settings: Settings) -> RoomsConfig:
         turn_urls=tuple(settings.turn_urls),
         turn_credential_ttl_s=settings.turn_credential_ttl_s,
         turn_secret=settings.turn_secret,
+    )
+
+
+def booking_config(settings: Settings) -> BookingConfig:
+    return BookingConfig(
+        time_zone=settings.booking_time_zone,
+        slot_minutes=settings.booking_slot_minutes,
+        reminder_offsets_minutes=tuple(settings.booking_reminder_offsets_minutes),
+        max_range_days=settings.booking_max_range_days,
+        completion_interval_s=settings.booking_completion_interval_s,
     )
 
 
@@ -232,12 +246,34 @@ async def serve(settings: Settings) -> None:
             ],
         )
     )
+    booking = BookingService(
+        BookingRepository(pool),
+        booking_config(settings),
+        outbox=identity_outbox,  # the same transactional outbox, in booking's transactions
+        withdraw=notifications_repository.withdraw,
+    )
+    domains.append(
+        Domain(
+            name="booking",
+            register=[
+                (booking_pb2_grpc.add_BookingServiceServicer_to_server, BookingApi(booking)),
+                (booking_pb2_grpc.add_MasterServiceServicer_to_server, MasterApi(booking)),
+                (
+                    booking_pb2_grpc.add_BookingAdminServiceServicer_to_server,
+                    BookingAdminApi(booking),
+                ),
+            ],
+            services=list(booking_pb2.DESCRIPTOR.services_by_name.values()),
+        )
+    )
     enabled = [d for d in domains if d.name in settings.domains]
     if "rooms" in settings.domains:
         background.append(asyncio.create_task(rooms_live.run(on_tick=rooms.sweep_presence)))
         background.append(asyncio.create_task(rooms.run_retention()))
     if "notifications" in settings.domains:
         background.append(asyncio.create_task(notifications.maintain()))
+    if "booking" in settings.domains:
+        background.append(asyncio.create_task(booking.run_completion()))
 
     limiter = (
         RateLimiter(
@@ -255,6 +291,7 @@ async def serve(settings: Settings) -> None:
                 limiter=limiter,
                 trusted_proxies=settings.trusted_proxies,
                 access_log=access_log,
+                domain_roles={"booking.master": booking.is_master},
             )
         ],
         options=[

@@ -159,6 +159,42 @@ class Settings(BaseSettings):
     # coturn's static-auth-secret (use-auth-secret); env only. Unset: GetIceServers gives STUN only.
     turn_secret: SecretStr | None = None
 
+    # Booking (the barbershop; docs/booking.md). Times of day and dates are local to this IANA
+    # zone; the slot grid step (and a slot's length when no service is given), in minutes.
+    booking_time_zone: str = "Europe/Moscow"
+    booking_slot_minutes: int = Field(default=60, ge=5, le=720)
+    # Reminders to the client, minutes before the start (one notice per offset).
+    booking_reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1440, 120]
+    )
+    # The longest GetAvailability range, in days.
+    booking_max_range_days: int = Field(default=62, ge=1, le=366)
+    # How often past active bookings are marked completed.
+    booking_completion_interval_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("booking_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("booking_reminder_offsets_minutes", mode="before")
+    @classmethod
+    def _csv_offsets(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("booking_reminder_offsets_minutes")
+    @classmethod
+    def _positive_offsets(cls, value: list[int]) -> list[int]:
+        if any(v <= 0 for v in value) or len(set(value)) != len(value):
+            raise ValueError("offsets must be distinct positive minutes")
+        return value
+
     @field_validator("stun_urls", "turn_urls", mode="before")
     @classmethod
     def _csv_urls(cls, value: Any) -> Any:

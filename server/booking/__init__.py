@@ -1,0 +1,1 @@
+"""The barbershop booking domain."""
