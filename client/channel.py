@@ -55,12 +55,16 @@ __all__ = [
     "AUTHORIZATION_HEADER",
     "REQUEST_ID_HEADER",
     "TELEGRAM_USER_ID_HEADER",
+    "TELEGRAM_USER_NAME_HEADER",
     "RetryPolicy",
     "connect",
 ]
 
 AUTHORIZATION_HEADER = "authorization"
 TELEGRAM_USER_ID_HEADER = "x-telegram-user-id"
+# The acting Telegram user's display name, percent-encoded UTF-8 (metadata values are ASCII).
+# The server uses it only to name a user it creates on first sight (or who has no name yet).
+TELEGRAM_USER_NAME_HEADER = "x-telegram-user-name"
 REQUEST_ID_HEADER = "x-request-id"
 
 log = logging.getLogger("switchboard.client")

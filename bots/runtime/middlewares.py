@@ -130,7 +130,7 @@ class PlatformMiddleware(BaseMiddleware):
                 platform=self.client.service, me=None, lang="en", t=Texts(self.catalog, "en")
             )
             return await handler(event, data)
-        platform = self.client.acting(user.id)
+        platform = self.client.acting(user.id, user.full_name)
         texts = Texts(self.catalog, pick_language(None, user.language_code))
         data.update(platform=platform, me=None, lang=texts.language, t=texts, user_cache=self.cache)
         try:

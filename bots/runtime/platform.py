@@ -14,11 +14,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import quote
 
 import grpc.aio
 from switchboard.identity.v1 import channels_pb2_grpc, identity_pb2, identity_pb2_grpc
 
-from client import TELEGRAM_USER_ID_HEADER, connect
+from client import TELEGRAM_USER_ID_HEADER, TELEGRAM_USER_NAME_HEADER, connect
 
 __all__ = ["Platform", "PlatformClient", "UserCache"]
 
@@ -55,11 +56,16 @@ class _WithMetadata:
 class _ActingChannel:
     """What the generated stubs need of a channel, over a shared one, acting as a user."""
 
-    def __init__(self, channel: grpc.aio.Channel, telegram_user_id: int) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, telegram_user_id: int, display_name: str = ""
+    ) -> None:
         if telegram_user_id <= 0:
             raise ValueError("telegram_user_id must be a positive Telegram user id")
         self._channel = channel
-        self._extra = ((TELEGRAM_USER_ID_HEADER, str(telegram_user_id)),)
+        extra = [(TELEGRAM_USER_ID_HEADER, str(telegram_user_id))]
+        if display_name.strip():
+            extra.append((TELEGRAM_USER_NAME_HEADER, quote(display_name.strip()[:100], safe="")))
+        self._extra = tuple(extra)
 
     def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
         return _WithMetadata(self._channel.unary_unary(*args, **kwargs), self._extra)
@@ -83,9 +89,13 @@ class PlatformClient:
             connect(target, service_token=service_token, default_timeout=timeout, options=_OPTIONS)
         )
 
-    def acting(self, telegram_user_id: int) -> Platform:
-        """Stubs acting as the Telegram user (over the shared channel; nothing to close)."""
-        channel = cast(grpc.aio.Channel, _ActingChannel(self.service.channel, telegram_user_id))
+    def acting(self, telegram_user_id: int, display_name: str = "") -> Platform:
+        """Stubs acting as the Telegram user (over the shared channel; nothing to close). The
+        display name (Telegram's first and last name) names the user if the server creates it."""
+        channel = cast(
+            grpc.aio.Channel,
+            _ActingChannel(self.service.channel, telegram_user_id, display_name),
+        )
         return Platform(channel, telegram_user_id)
 
     async def close(self) -> None:

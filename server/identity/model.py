@@ -9,6 +9,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from urllib.parse import unquote
 from uuid import UUID
 
 from server.kernel.errors import ERROR_DOMAIN
@@ -102,6 +103,20 @@ def new_handshake_token() -> str:
 def display_name_of(first_name: str, last_name: str, username: str, telegram_id: int) -> str:
     name = " ".join(part for part in (first_name, last_name) if part).strip()
     return name or username or f"telegram:{telegram_id}"
+
+
+MAX_DISPLAY_NAME = 100
+
+
+def acting_display_name(raw: str) -> str:
+    """The name a bot passes for the user it acts as (percent-encoded UTF-8): decoded, control
+    characters dropped, trimmed, at most 100 characters. Bad encodings give no name."""
+    try:
+        text = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        return ""
+    cleaned = "".join(ch for ch in text if ch.isprintable())
+    return " ".join(cleaned.split())[:MAX_DISPLAY_NAME]
 
 
 def telegram_check_string(fields: dict[str, str]) -> str:

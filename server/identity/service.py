@@ -141,7 +141,8 @@ class IdentityService:
         if service is not None:
             if not act_as:
                 return Principal(service=service)
-            return Principal(user=await self._act_as(service, act_as), service=service)
+            name = metadata.get("x-telegram-user-name", "")
+            return Principal(user=await self._act_as(service, act_as, name), service=service)
         if act_as:
             raise PermissionDenied(
                 "ACT_AS_NOT_ALLOWED", "only service principals may act as a user", domain=D
@@ -168,7 +169,9 @@ class IdentityService:
             user=UserPrincipal(user_id=record.user.id, role=record.user.role, session_id=record.id)
         )
 
-    async def _act_as(self, service: ServicePrincipal, raw_telegram_id: str) -> UserPrincipal:
+    async def _act_as(
+        self, service: ServicePrincipal, raw_telegram_id: str, raw_name: str = ""
+    ) -> UserPrincipal:
         if ACT_AS_SCOPE not in service.scopes:
             raise PermissionDenied(
                 "ACT_AS_NOT_ALLOWED",
@@ -186,10 +189,12 @@ class IdentityService:
         user = self._acting.get(telegram_user_id, time.monotonic())
         if user is None:
             user = await self._repo.find_telegram_user(telegram_user_id)
-            if user is None:
+            name = model.acting_display_name(raw_name)
+            # First sight (or a user still without a name): the bot's Telegram name names them.
+            if user is None or (name and not user.display_name):
                 user = await self._repo.upsert_telegram_user(
                     telegram_user_id,
-                    "",
+                    name,
                     "",
                     super_admin=telegram_user_id in self._config.super_admin_telegram_ids,
                     login_time=None,
