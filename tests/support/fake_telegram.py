@@ -543,8 +543,11 @@ class FakeBotApi:
             "date": int(time.time()),
             "text": params["text"],
         }
-        if isinstance(params.get("reply_markup"), dict):
-            message["reply_markup"] = params["reply_markup"]
+        markup = params.get("reply_markup")
+        # Like Telegram, a Message carries only an inline keyboard (a reply keyboard, or its
+        # removal, is not echoed back).
+        if isinstance(markup, dict) and "inline_keyboard" in markup:
+            message["reply_markup"] = markup
         self._messages[(state.token, message["message_id"])] = message
         return message
 

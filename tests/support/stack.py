@@ -27,6 +27,11 @@ class Secrets:
         default_factory=lambda: f"{secrets.randbelow(10**9)}:" + secrets.token_urlsafe(30)
     )
     login_bot_service_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # The booking bot (bots/booking): its Telegram token and its principal's service token.
+    booking_bot_token: str = field(
+        default_factory=lambda: f"{secrets.randbelow(10**9)}:" + secrets.token_urlsafe(30)
+    )
+    booking_bot_service_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     plain_worker_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     dispatcher_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     data_key: str = field(default_factory=generate_key)
@@ -39,6 +44,8 @@ class Secrets:
         return [
             self.login_bot_token,
             self.login_bot_service_token,
+            self.booking_bot_token,
+            self.booking_bot_service_token,
             self.plain_worker_token,
             self.dispatcher_token,
             self.data_key,
@@ -88,6 +95,7 @@ def server_env(
         "SWITCHBOARD_METRICS_ADDR": f"127.0.0.1:{metrics_port or free_port()}",
         "SWITCHBOARD_LOGIN_BOT_TOKEN": secrets_.login_bot_token,
         "SWITCHBOARD_SERVICE_TOKEN_LOGIN_BOT": secrets_.login_bot_service_token,
+        "SWITCHBOARD_SERVICE_TOKEN_BOOKING_BOT": secrets_.booking_bot_service_token,
         "SWITCHBOARD_SERVICE_TOKEN_PLAIN_WORKER": secrets_.plain_worker_token,
         "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER": secrets_.dispatcher_token,
         "SWITCHBOARD_DATA_KEY": secrets_.data_key,
