@@ -3,9 +3,11 @@
 Order of start: PostgreSQL and Redis (embedded unless ``SWITCHBOARD_PG_DSN`` /
 ``SWITCHBOARD_REDIS_URL`` point at real ones), ``switchboard migrate``, ``switchboard serve``
 (until grpc.health.v1 says SERVING), then Envoy (REST/JSON transcoding in front of gRPC), then
+the dev seed (two booking masters, through the gRPC API; see
+:mod:`server.devstack.booking_seed`), then
 the notification dispatcher (``python -m workers.dispatcher``) and, when any
 ``SWITCHBOARD_<BOT>_BOT_TOKEN`` is set, the bots (``python -m bots``). Dev service tokens for the
-``login-bot`` and ``dispatcher`` principals are generated into ``.data/service_tokens/`` (like
+``login-bot``, ``booking-bot`` and ``dispatcher`` principals are generated into ``.data/service_tokens/`` (like
 the data key) unless ``SWITCHBOARD_SERVICE_TOKEN_*`` is set, and handed to all of them.
 A summary goes to stdout; every child's output goes to ``.data/logs/*.log``.
 SIGINT/SIGTERM/SIGHUP stop everything in reverse order (exit 0); a child that dies on its own
@@ -25,6 +27,7 @@ SWITCHBOARD_ENVOY_ADMIN_PORT    Envoy admin port on 127.0.0.1 (9901)
 SWITCHBOARD_CORS_ORIGINS        comma-separated origins allowed by Envoy's CORS filter
 SWITCHBOARD_<BOT>_BOT_TOKEN     start ``python -m bots`` (e.g. SWITCHBOARD_LOGIN_BOT_TOKEN)
 SWITCHBOARD_DEV_NO_WORKERS      1: start neither the dispatcher nor the bots
+SWITCHBOARD_DEV_NO_SEED         1: skip the dev seed (booking masters)
 ==============================  ==================================================
 """
 
@@ -51,6 +54,7 @@ from typing import Any, Protocol, TextIO
 from gateway import envoy
 from gateway.openapi import write_openapi
 from server.config import ServicePrincipalConfig
+from server.devstack import booking_seed
 from server.devstack._util import (
     LOOPBACK,
     DirLock,
@@ -82,7 +86,7 @@ DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 DEFAULT_ENVOY_ADMIN_PORT = 9901
 #: Service principals whose tokens `make dev` generates (configs/dev.yaml service_principals).
-DEV_PRINCIPALS = ("login-bot", "dispatcher")
+DEV_PRINCIPALS = ("login-bot", "booking-bot", "dispatcher")
 
 
 class StackError(RuntimeError):
@@ -262,6 +266,7 @@ class DevStack:
         environ: Mapping[str, str] | None = None,
         out: TextIO | None = None,
         worker_cmds: Mapping[str, Sequence[str] | None] | None = None,
+        seed: Callable[[str], list[booking_seed.SeededMaster] | None] | None = None,
     ) -> None:
         self.settings = settings
         self.gateway: GatewayApi = gateway if gateway is not None else GatewayPackage()
@@ -276,6 +281,9 @@ class DevStack:
         self.server: ServerProcess | None = None
         self.envoy: subprocess.Popen[bytes] | None = None
         self.worker_cmds = dict(worker_cmds) if worker_cmds is not None else None
+        self.seed = seed if seed is not None else booking_seed.run_seed
+        #: What the dev seed made or found (None: not run, skipped or failed).
+        self.seeded: list[booking_seed.SeededMaster] | None = None
         #: Running workers by name ("dispatcher", "bots"), in start order.
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         #: Why a worker was not started, by name (for the summary).
@@ -307,6 +315,9 @@ class DevStack:
         )
         if not env.get("SWITCHBOARD_DATA_KEY"):
             env["SWITCHBOARD_DATA_KEY"] = self.data_key()
+        # The dev seed's admin (DevLogin with its Telegram id) creates the booking masters.
+        variable = booking_seed.SUPER_ADMIN_VARIABLE
+        env[variable] = booking_seed.super_admin_ids(env.get(variable, ""))
         for principal in DEV_PRINCIPALS:
             name = ServicePrincipalConfig.token_variable(principal)
             if not env.get(name, "").strip():
@@ -408,6 +419,7 @@ class DevStack:
         self._record("server", self.server.pid)
         self.server.wait_serving(timeout=s.startup_timeout)
         self.say(f"[dev] server SERVING on {s.grpc_addr}  ({time.monotonic() - t0:.1f}s)")
+        self._seed()
 
         if s.with_envoy:
             t0 = time.monotonic()
@@ -431,6 +443,26 @@ class DevStack:
             self.say(f"[dev] Envoy on http://{s.http_addr}  ({time.monotonic() - t0:.1f}s)")
 
         self._start_workers()
+
+    def _seed(self) -> None:
+        """Seed dev data through the API; a failure is reported, not fatal (the platform
+        itself is up and usable)."""
+        if self.environ.get("SWITCHBOARD_DEV_NO_SEED", "").strip() in ("1", "true", "yes"):
+            return
+        t0 = time.monotonic()
+        try:
+            seeded = self.seed(self.settings.grpc_addr)
+        except Exception as exc:  # grpc errors, SeedError: say so and go on
+            self.say(f"[dev] warning: the booking seed failed: {type(exc).__name__}: {exc}")
+            return
+        if seeded is None:
+            self.say("[dev] booking seed skipped (the server does not serve booking)")
+            return
+        self.seeded = seeded
+        masters = ", ".join(
+            f"{m.display_name} ({'created' if m.created else 'already there'})" for m in seeded
+        )
+        self.say(f"[dev] booking masters: {masters}  ({time.monotonic() - t0:.1f}s)")
 
     def _worker_cmd(self, name: str) -> list[str] | None:
         if self.worker_cmds is not None:
@@ -584,6 +616,13 @@ class DevStack:
         lines.append(f"  PostgreSQL    {self.pg_dsn}  ({pg_kind})")
         lines.append(f"  Redis         {self.redis_url}  ({redis_kind})")
         lines.append(f"  Logs          {data}/logs/*.log")
+        if self.seeded:
+            names = ", ".join(m.display_name for m in self.seeded)
+            lines.append(
+                f"  Booking       masters {names} (dev logins: Telegram ids "
+                f"{', '.join(str(m.telegram_user_id) for m in booking_seed.MASTERS)}; "
+                f"admin {booking_seed.SEED_ADMIN_TELEGRAM_ID})"
+            )
         for name in ("dispatcher", "bots"):
             proc = self.workers.get(name)
             label = f"  {name.capitalize():<14}"

@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+from bots.registry import BOTS
 from server.config import ServicePrincipalConfig
 from server.devstack.embedded import free_port
-from server.devstack.stack import DevSettings, DevStack, worker_command
+from server.devstack.stack import DEV_PRINCIPALS, DevSettings, DevStack, worker_command
 
 HERE = Path(__file__).parent
 FAKE_SERVER = [sys.executable, str(HERE / "fake_server.py")]
@@ -101,7 +102,7 @@ def test_workers_start_with_the_dev_service_tokens_and_stop(tmp_path: Path) -> N
             assert env["SWITCHBOARD_SERVER_ADDR"] == settings.grpc_addr
             assert "SWITCHBOARD_METRICS_ADDR" not in env  # the server's port, not theirs
             assert env["SWITCHBOARD_LOGIN_BOT_TOKEN"] == "123:fake-token"
-            for principal in ("login-bot", "dispatcher"):
+            for principal in DEV_PRINCIPALS:
                 key = ServicePrincipalConfig.token_variable(principal)
                 assert env[key] == server_env[key]
                 assert len(env[key]) >= 32
@@ -182,4 +183,5 @@ def test_python_m_bots_without_a_token_says_so_in_one_line() -> None:
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["bots: no bot token is set (set SWITCHBOARD_LOGIN_BOT_TOKEN); nothing to run"]
+    names = ", ".join(spec.token_env for spec in BOTS)  # login, booking, ...
+    assert lines == [f"bots: no bot token is set (set {names}); nothing to run"]
