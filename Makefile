@@ -13,7 +13,7 @@ IMAGE := .build/switchboard.binpb
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 
 .PHONY: help deps gen gen-check protos image lint typecheck buf-lint buf-breaking ts-check \
-        unit test pytest security dev migrate serve audit bench bench-fanout bench-dispatch \
+        unit test pytest security dev migrate serve audit bench bench-fanout bench-dispatch bench-booking \
         clean system-deps
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make bench  - run the benchmarks and print side-by-side ratios"
 	@echo "make bench-fanout - room fan-out (200 subscribers, 2 replicas) vs bare Redis pub/sub"
 	@echo "make bench-dispatch - notification dispatch vs the configured rate (fake Bot API)"
+	@echo "make bench-booking - GetAvailability at concurrency 32 (2 masters x 60 days) + 100-way slot contention"
 	@echo "make audit  - dependency audit (needs a vulnerability database on the network)"
 
 # --- dependencies -----------------------------------------------------------------------------
@@ -126,6 +127,10 @@ bench-fanout: deps
 # Notification dispatch to the fake Bot API with the limits on (share of the rate, violations).
 bench-dispatch: deps
 	$(PY) -m bench.dispatch
+
+# Booking: GetAvailability (1 and 7 days) vs GetMe at concurrency 32, and 100 clients racing for one slot.
+bench-booking: deps
+	$(PY) -m bench.booking
 
 audit:
 	$(BIN)/pip install --quiet -e '.[audit]'
