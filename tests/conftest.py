@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from server.devstack.processes import ServerProcess
-from tests.support.api import Api
+from tests.support.api import Api, PatientSuperAdmin
 from tests.support.leaks import leaked
 from tests.support.stack import Infra, Secrets, infra, migrate, server_env, start_server
 
@@ -84,7 +84,8 @@ def platform(stack_infra: Infra, secrets: Secrets, workdir: Path) -> Iterator[Pl
 
 @pytest.fixture
 async def api(platform: Platform) -> AsyncIterator[Api]:
+    patient = PatientSuperAdmin()
     async with grpc.aio.insecure_channel(
-        platform.grpc_addr, options=[("grpc.enable_http_proxy", 0)]
+        platform.grpc_addr, options=[("grpc.enable_http_proxy", 0)], interceptors=[patient]
     ) as channel:
-        yield Api(channel, platform.secrets)
+        yield Api(channel, platform.secrets, patient)
