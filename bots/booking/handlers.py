@@ -988,6 +988,9 @@ async def on_manual_confirm(
     if data.get("nonce") != callback_data.n or "request_id" not in data:
         await _alert(query, t("manual.expired"))
         return
+    if data.get("manual_done"):
+        await query.answer()  # a second tap after the booking was made: nothing more to do
+        return
     created = await Stubs(platform).master.CreateManualBooking(
         pb.CreateManualBookingRequest(
             service_id=str(data["service_id"]),
@@ -997,7 +1000,11 @@ async def on_manual_confirm(
             request_id=str(data["request_id"]),
         )
     )
-    # The data stays (only the input state ends): a second tap repeats the same request.
+    # The client's name and phone are forgotten at once; the nonce stays so a second tap is
+    # recognised (a tap racing this one sends the same request_id: the server books once).
+    await state.set_data(
+        {"nonce": callback_data.n, "request_id": data["request_id"], "manual_done": True}
+    )
     await state.set_state(None)
     await _show(query, t("manual.done", booking=booking_lines(t, created.booking, for_master=True)))
     await query.answer()

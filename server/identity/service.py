@@ -191,7 +191,7 @@ class IdentityService:
             user = await self._repo.find_telegram_user(telegram_user_id)
             name = model.acting_display_name(raw_name)
             # First sight (or a user still without a name): the bot's Telegram name names them.
-            if user is None or (name and not user.display_name):
+            if user is None or (name and not user.display_name and user.delete_time is None):
                 user = await self._repo.upsert_telegram_user(
                     telegram_user_id,
                     name,

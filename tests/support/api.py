@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,12 +58,14 @@ class PatientSuperAdmin(grpc.aio.UnaryUnaryClientInterceptor):
     ) -> Any:
         metadata = dict(client_call_details.metadata or ())
         token = metadata.get("authorization", "").removeprefix("Bearer ")
-        for _attempt in range(20):
+        deadline = time.monotonic() + 20
+        while True:
             call = await continuation(client_call_details, request)
             if token not in self.tokens or await call.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
                 return call
-            await asyncio.sleep(0.1)
-        return call
+            if time.monotonic() > deadline:
+                return call
+            await asyncio.sleep(random.uniform(0.05, 0.3))
 
 
 class Api:
