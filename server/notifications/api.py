@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from switchboard.notifications.v1 import notifications_pb2 as pb
 from switchboard.notifications.v1 import notifications_pb2_grpc as pb_grpc
 
 from server.kernel.context import ServicerContext, current_call
+from server.kernel.wire import to_timestamp
 from server.notifications.model import Channel, OutboxEntry, Outcome, Report, Status
 from server.notifications.service import LeasedNotice, NotificationsService
 
@@ -29,14 +29,6 @@ _OUTCOMES_IN = {
 }
 # A dispatcher's retry_after or send duration beyond a day is nonsense; clamp, don't trust.
 _MAX_DURATION_S = 86_400.0
-
-
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -63,7 +55,7 @@ def leased_to_proto(notice: LeasedNotice) -> pb.LeasedNotification:
         disable_link_preview=not rendered.link_preview,
         attempt=row.attempt,
         send_delay=_duration(notice.send_delay_s),
-        lease_expire_time=_ts(row.lease_expire_time),
+        lease_expire_time=to_timestamp(row.lease_expire_time),
         language=rendered.language,
         template=row.template,
     )
@@ -82,12 +74,12 @@ def entry_to_proto(entry: OutboxEntry) -> pb.Notification:
         language=entry.language,
         status=_STATUSES[entry.status],
         attempts=entry.attempts,
-        next_attempt_time=_ts(entry.next_attempt_time),
+        next_attempt_time=to_timestamp(entry.next_attempt_time),
         last_error=entry.last_error,
-        create_time=_ts(entry.create_time),
-        update_time=_ts(entry.update_time),
-        deliver_time=_ts(entry.deliver_time),
-        dead_time=_ts(entry.dead_time),
+        create_time=to_timestamp(entry.create_time),
+        update_time=to_timestamp(entry.update_time),
+        deliver_time=to_timestamp(entry.deliver_time),
+        dead_time=to_timestamp(entry.dead_time),
     )
 
 

@@ -555,4 +555,5 @@ class Applied:
     channel: Channel
     outcome: Outcome
     final_status: Status
-    create_time: datetime
+    # When the notification was first due (enqueue, or its later not_before): delivery delay.
+    due_time: datetime

@@ -6,7 +6,6 @@ inside their own transaction: the notice is committed (or rolled back) with the 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from server.identity.model import DEFAULT_LANGUAGE, LANGUAGES
+from server.kernel.audit import insert_audit_event
 from server.kernel.crypto import SecretBox
 from server.notifications.model import (
     PARAMS_PURPOSE,
@@ -46,7 +46,9 @@ async def enqueue(conn: asyncpg.Connection, box: SecretBox, notice: Notice) -> b
     """Queue ``notice``; True when queued, False when its dedup key was already queued.
 
     Just one INSERT: no sender is contacted, so a down sender never slows the caller.
-    A notice with ``not_before`` is first due then (its row waits, pending, until that time).
+    A notice with ``not_before`` is first due then (its row waits, pending, until that time;
+    a ``not_before`` already past means now). That first due time is stored (``due_time``):
+    the row's place in the lease queue and the start of its delivery delay.
     Raises ``model.InvalidNotice`` for a notice that could never be delivered.
     """
     validate_notice(notice)
@@ -68,8 +70,9 @@ async def enqueue(conn: asyncpg.Connection, box: SecretBox, notice: Notice) -> b
         """
         INSERT INTO notifications_outbox
             (dedup_key, channel, user_id, chat_id, bot, email, template, params, language,
-             next_attempt_time)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10::timestamptz, now()))
+             due_time, next_attempt_time)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                GREATEST(now(), $10::timestamptz), GREATEST(now(), $10::timestamptz))
         ON CONFLICT (dedup_key) DO NOTHING
         RETURNING id
         """,
@@ -107,17 +110,75 @@ async def withdraw(conn: asyncpg.Connection, dedup_keys: Sequence[str]) -> int:
     return int(result.split()[-1])
 
 
+# Pending rows by dedup key prefix: a byte-wise range ($1 = the prefix, $2 = the least string
+# above all its extensions) the text_pattern_ops index answers in any plan (a LIKE with a
+# parameter pattern cannot use an index in a generic plan), rechecked exactly by starts_with.
+WITHDRAW_PREFIX_SQL = """
+    DELETE FROM notifications_outbox
+    WHERE status = 'pending' AND dedup_key ~>=~ $1 AND dedup_key ~<~ $2
+      AND starts_with(dedup_key, $1)
+"""
+WITHDRAW_PREFIX_UNBOUNDED_SQL = """
+    DELETE FROM notifications_outbox
+    WHERE status = 'pending' AND dedup_key ~>=~ $1 AND starts_with(dedup_key, $1)
+"""
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix``, byte-wise (UTF-8 order
+    is code point order); None when there is none (the prefix is all U+10FFFF)."""
+    chars = list(prefix)
+    while chars:
+        following = ord(chars.pop()) + 1
+        if following == 0xD800:  # surrogates are not characters PostgreSQL stores
+            following = 0xE000
+        if following <= 0x10FFFF:
+            return "".join(chars) + chr(following)
+    return None
+
+
+async def withdraw_prefix(conn: asyncpg.Connection, prefix: str) -> int:
+    """Drop the still-pending notices whose dedup key starts with ``prefix``, in the caller's
+    transaction (a cancelled booking's reminders: ``booking:<id>:reminder:``).
+
+    The prefix is literal (``%``, ``_`` and ``\\`` match only themselves). Same rules as
+    ``withdraw``: leased and final rows stay, a row a lease holds locked is waited for and then
+    kept. One index range scan over pending rows (``notifications_outbox_pending_keys``, byte-wise
+    ``text_pattern_ops`` bounds, so any collation and any plan use it). Returns how many.
+    Raises ValueError for an empty prefix (it would withdraw everything) or one with NUL.
+    """
+    if not prefix or "\x00" in prefix:
+        raise ValueError("withdraw_prefix needs a non-empty prefix without NUL")
+    upper = _prefix_upper_bound(prefix)
+    if upper is None:
+        result: str = await conn.execute(WITHDRAW_PREFIX_UNBOUNDED_SQL, prefix)
+    else:
+        result = await conn.execute(WITHDRAW_PREFIX_SQL, prefix, upper)
+    return int(result.split()[-1])
+
+
 # --- the outbox's own side ------------------------------------------------------------------
+
+# Due rows in first-due order ($1 = now, $2 = how many). The queue index (due_time, id) over
+# pending/leased rows is walked from the oldest up to due_time <= now and stops at the limit:
+# scheduled rows (first due later) are beyond the range and never read. Rows already due once
+# but waiting (a retry's backoff, a busy chat, a lease not yet expired) are within the range
+# and skipped by the next_attempt_time filter, so they keep their FIFO place.
+LEASE_CANDIDATES_SQL = """
+    SELECT id, channel, template, user_id, chat_id, bot, email, language, status,
+           attempts, last_error, params
+    FROM notifications_outbox
+    WHERE status IN ('pending', 'leased')
+      AND due_time <= $1 AND next_attempt_time <= $1
+    ORDER BY due_time, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+"""
 
 _ENTRY_COLUMNS = (
     "id, dedup_key, channel, template, user_id, chat_id, bot, email, language, status, "
     "attempts, next_attempt_time, last_error, create_time, update_time, deliver_time, dead_time"
 )
-
-_AUDIT = """
-    INSERT INTO identity_audit_events (actor, action, target, request_id, attributes)
-    VALUES ($1, $2, $3, $4, $5::jsonb)
-"""
 
 
 def _entry(row: asyncpg.Record) -> OutboxEntry:
@@ -179,7 +240,9 @@ class NotificationsRepository:
         The global pacing row is locked first (FOR UPDATE), which serialises leases across
         replicas and dispatchers so the slots they hand out never overlap; due rows are then
         taken with FOR UPDATE SKIP LOCKED, so reports and admin retries holding a row lock
-        are skipped instead of waited for.
+        are skipped instead of waited for. Rows are taken in first-due order (FIFO: a row
+        waiting for its chat or a retry keeps its place), walking the queue index only up to
+        ``due_time <= now``: scheduled rows (reminders a day ahead) are never visited.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             global_next: datetime = await conn.fetchval(
@@ -189,19 +252,7 @@ class NotificationsRepository:
             # planned from here, and `clock` pins this instant for the response's delays.
             now: datetime = await conn.fetchval("SELECT clock_timestamp()")
             clock = time.monotonic()
-            candidates = await conn.fetch(
-                """
-                SELECT id, channel, template, user_id, chat_id, bot, email, language, status,
-                       attempts, last_error, params
-                FROM notifications_outbox
-                WHERE status IN ('pending', 'leased') AND next_attempt_time <= $1
-                ORDER BY create_time, id
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED
-                """,
-                now,
-                max_items * 4,
-            )
+            candidates = await conn.fetch(LEASE_CANDIDATES_SQL, now, max_items * 4)
             resolved = await self._resolve_users(conn, candidates)
             dead: list[Death] = []
             usable: list[tuple[asyncpg.Record, _Recipient]] = []
@@ -398,20 +449,18 @@ class NotificationsRepository:
             row["id"],
             reason,
         )
-        await conn.execute(
-            _AUDIT,
-            actor,
-            "notification.dead",
-            f"notification:{row['id']}",
-            request_id,
-            json.dumps(
-                {
-                    "channel": row["channel"],
-                    "template": row["template"],
-                    "error": reason,
-                    "attempts": str(row["attempts"]),
-                }
-            ),
+        await insert_audit_event(
+            conn,
+            actor=actor,
+            action="notification.dead",
+            target=f"notification:{row['id']}",
+            request_id=request_id,
+            attributes={
+                "channel": row["channel"],
+                "template": row["template"],
+                "error": reason,
+                "attempts": str(row["attempts"]),
+            },
         )
 
     async def report(
@@ -429,7 +478,7 @@ class NotificationsRepository:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """
-                SELECT id, lease_id, channel, template, attempts, pace_key, create_time
+                SELECT id, lease_id, channel, template, attempts, pace_key, due_time
                 FROM notifications_outbox
                 WHERE id = ANY($1::uuid[]) AND status = 'leased'
                 ORDER BY id
@@ -507,9 +556,7 @@ class NotificationsRepository:
                         row["pace_key"],
                         report.retry_after_s,
                     )
-                applied.append(
-                    Applied(row["id"], channel, report.outcome, final, row["create_time"])
-                )
+                applied.append(Applied(row["id"], channel, report.outcome, final, row["due_time"]))
             return applied
 
     async def kill_leased(
@@ -531,15 +578,18 @@ class NotificationsRepository:
             return True
 
     async def queue_depth(self) -> dict[str, int]:
-        rows = await self._pool.fetch(
+        """Rows not final: ``scheduled`` (pending, first due later: not_before), ``pending``
+        (due, or waiting for a retry or their chat), ``leased``."""
+        row = await self._pool.fetchrow(
             """
-            SELECT status, count(*) AS n FROM notifications_outbox
-            WHERE status IN ('pending', 'leased') GROUP BY status
+            SELECT count(*) FILTER (WHERE status = 'pending' AND due_time <= now()) AS pending,
+                   count(*) FILTER (WHERE status = 'pending' AND due_time > now()) AS scheduled,
+                   count(*) FILTER (WHERE status = 'leased') AS leased
+            FROM notifications_outbox WHERE status IN ('pending', 'leased')
             """
         )
-        depth = {"pending": 0, "leased": 0}
-        depth.update({r["status"]: r["n"] for r in rows})
-        return depth
+        assert row is not None
+        return {"pending": row["pending"], "scheduled": row["scheduled"], "leased": row["leased"]}
 
     async def prune_pacing(self, older_than_s: float) -> int:
         """Forget chats not sent to for a while (their next_time is long past)."""
@@ -601,20 +651,20 @@ class NotificationsRepository:
                 f"""
                 UPDATE notifications_outbox SET
                     status = 'pending', attempts = 0, next_attempt_time = now(), last_error = '',
-                    dead_time = NULL, update_time = now()
+                    due_time = now(), dead_time = NULL, update_time = now()
                 WHERE id = $1
                 RETURNING {_ENTRY_COLUMNS}
                 """,
                 notification_id,
             )
             assert revived is not None
-            await conn.execute(
-                _AUDIT,
-                actor,
-                "notification.retry",
-                f"notification:{notification_id}",
-                request_id,
-                json.dumps({"channel": entry.channel.value, "template": entry.template}),
+            await insert_audit_event(
+                conn,
+                actor=actor,
+                action="notification.retry",
+                target=f"notification:{notification_id}",
+                request_id=request_id,
+                attributes={"channel": entry.channel.value, "template": entry.template},
             )
             return _entry(revived), True, True
 
@@ -631,13 +681,13 @@ class NotificationsRepository:
             assert row is not None
             entry = _entry(row)
             if queued:
-                await conn.execute(
-                    _AUDIT,
-                    actor,
-                    action,
-                    f"notification:{entry.id}",
-                    request_id,
-                    json.dumps({"channel": entry.channel.value, "template": entry.template}),
+                await insert_audit_event(
+                    conn,
+                    actor=actor,
+                    action=action,
+                    target=f"notification:{entry.id}",
+                    request_id=request_id,
+                    attributes={"channel": entry.channel.value, "template": entry.template},
                 )
             return entry, queued
 

@@ -51,7 +51,8 @@ DEAD = Counter(
 )
 QUEUE_DEPTH = Gauge(
     "notifications_queue_depth",
-    "Notifications not yet final, by status (the whole outbox, as seen by this replica).",
+    "Notifications not yet final, by status: scheduled (not yet due), pending, leased"
+    " (the whole outbox, as seen by this replica).",
     ["status"],
 )
 SEND_LATENCY = Histogram(
@@ -62,7 +63,8 @@ SEND_LATENCY = Histogram(
 )
 DELIVERY_DELAY = Histogram(
     "notifications_delivery_delay_seconds",
-    "From enqueue to the delivered report (queueing, pacing, retries and the send).",
+    "From first due (enqueue, or a scheduled notice's not_before) to the delivered report"
+    " (queueing, pacing, retries and the send).",
     ["channel"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
@@ -196,7 +198,7 @@ class NotificationsService:
             if duration is not None:
                 SEND_LATENCY.labels(channel).observe(duration)
             if item.final_status is Status.DELIVERED:
-                DELIVERY_DELAY.labels(channel).observe((now - item.create_time).total_seconds())
+                DELIVERY_DELAY.labels(channel).observe((now - item.due_time).total_seconds())
             elif item.final_status is Status.DEAD:
                 DEAD.labels(channel, by_id[item.id].error or item.outcome.value).inc()
                 log.info(
