@@ -250,7 +250,7 @@ async def serve(settings: Settings) -> None:
         BookingRepository(pool),
         booking_config(settings),
         outbox=identity_outbox,  # the same transactional outbox, in booking's transactions
-        withdraw=notifications_repository.withdraw,
+        withdraw_prefix=notifications_repository.withdraw_prefix,
     )
     domains.append(
         Domain(

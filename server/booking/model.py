@@ -186,10 +186,6 @@ class Booking:
     cancelled_by: Actor | None
     cancel_reason: str
 
-    def is_upcoming(self, now: datetime) -> bool:
-        """Active and not yet over."""
-        return self.status is BookingStatus.ACTIVE and self.end > now
-
 
 @dataclass(frozen=True, slots=True)
 class DayOff:
@@ -229,10 +225,6 @@ def parse_date(text: str) -> date:
     if match is None:
         raise ValueError(f"not a date (YYYY-MM-DD): {text!r}")
     return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-
-
-def format_date(day: date) -> str:
-    return day.isoformat()
 
 
 def validate_working_hours(items: Sequence[WorkingHours]) -> tuple[WorkingHours, ...]:
@@ -380,12 +372,6 @@ class BusySet:
 
     def __len__(self) -> int:
         return len(self._starts)
-
-
-def merge_intervals(busy: Sequence[Interval]) -> tuple[Interval, ...]:
-    """Overlapping or touching intervals merged, sorted by start."""
-    merged = BusySet(busy)
-    return tuple(Interval(s, e) for s, e in zip(merged._starts, merged._ends, strict=True))
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -563,35 +549,6 @@ def slot_refusal(
     return None
 
 
-def slot_is_free(
-    *,
-    tz: ZoneInfo,
-    master: Master,
-    day_off: bool,
-    busy: Sequence[Interval],
-    duration: timedelta,
-    step: timedelta,
-    now: datetime,
-    start: datetime,
-    day: date | None = None,
-) -> bool:
-    """Is ``start`` one of the free slot starts ``free_slots`` would list for its day?"""
-    return (
-        slot_refusal(
-            tz=tz,
-            master=master,
-            day_off=day_off,
-            busy=busy,
-            duration=duration,
-            step=step,
-            now=now,
-            start=start,
-            day=day,
-        )
-        is None
-    )
-
-
 def schedule_refusal(
     *, tz: ZoneInfo, master: Master, days_off: Collection[date], start: datetime, end: datetime
 ) -> SlotRefusal | None:
@@ -614,14 +571,6 @@ def schedule_refusal(
     if lunch is not None and lunch.overlaps(start, end):
         return SlotRefusal.LUNCH
     return None
-
-
-def fits_schedule(
-    *, tz: ZoneInfo, master: Master, days_off: Collection[date], start: datetime, end: datetime
-) -> bool:
-    """Manual bookings: any start; inside the working hours of its local day, not overlapping
-    lunch, not on a day off (``schedule_refusal`` says why not)."""
-    return schedule_refusal(tz=tz, master=master, days_off=days_off, start=start, end=end) is None
 
 
 def lunch_overlaps(

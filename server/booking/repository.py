@@ -13,10 +13,10 @@ so a day off or a lunch change never interleaves with a booking being checked an
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
+from typing import TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -33,6 +33,10 @@ from server.booking.model import (
     ServiceOption,
     WorkingHours,
 )
+from server.kernel.audit import insert_audit_event
+
+# A connection (inside a transaction) or the pool (a statement on its own).
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 _MASTER_COLUMNS = (
     "m.id, m.user_id, m.display_name, m.lunch_start_minute, m.lunch_end_minute, m.active,"
@@ -49,15 +53,11 @@ _BOOKING_COLUMNS = (
     " s.name AS service_name, b.start_time, b.end_time, b.status, b.source, b.client_user_id,"
     " b.client_name, b.client_phone, b.price_minor_units, b.currency_code, b.create_time,"
     " b.cancel_time, b.cancelled_by, b.cancel_reason, b.created_by, b.request_id, m.user_id"
-    " AS master_user_id"
+    " AS master_user_id, m.active AS master_active"
 )
 _BOOKING_FROM = (
     " FROM booking_bookings b JOIN booking_masters m ON m.id = b.master_id"
     " JOIN booking_services s ON s.id = b.service_id"
-)
-_AUDIT = (
-    "INSERT INTO identity_audit_events (actor, action, target, request_id, attributes)"
-    " VALUES ($1, $2, $3, $4, $5::jsonb)"
 )
 _ONE_ACTIVE_INDEX = "booking_bookings_one_active"
 
@@ -108,18 +108,25 @@ def _service(row: asyncpg.Record) -> ServiceOption:
 
 
 class StoredBooking:
-    """A booking plus what only the service needs: who made it, with which request_id, and
-    the master's user id (the notices' recipient, the master-side authorization)."""
+    """A booking plus what only the service needs: who made it, with which request_id, the
+    master's user id (the notices' recipient) and whether the master profile is active (both
+    for the master-side authorization: a deactivated master sees and cancels nothing)."""
 
-    __slots__ = ("booking", "created_by", "master_user_id", "request_id")
+    __slots__ = ("booking", "created_by", "master_active", "master_user_id", "request_id")
 
     def __init__(
-        self, booking: Booking, created_by: UUID, request_id: UUID | None, master_user_id: UUID
+        self,
+        booking: Booking,
+        created_by: UUID,
+        request_id: UUID | None,
+        master_user_id: UUID,
+        master_active: bool,
     ) -> None:
         self.booking = booking
         self.created_by = created_by
         self.request_id = request_id
         self.master_user_id = master_user_id
+        self.master_active = master_active
 
 
 def _booking(row: asyncpg.Record) -> StoredBooking:
@@ -144,30 +151,71 @@ def _booking(row: asyncpg.Record) -> StoredBooking:
         cancelled_by=Actor(cancelled_by) if cancelled_by is not None else None,
         cancel_reason=row["cancel_reason"],
     )
-    return StoredBooking(booking, row["created_by"], row["request_id"], row["master_user_id"])
+    return StoredBooking(
+        booking, row["created_by"], row["request_id"], row["master_user_id"], row["master_active"]
+    )
 
 
-async def _audit(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    actor: str,
-    action: str,
-    target: str,
-    request_id: str,
-    attributes: dict[str, str] | None = None,
-) -> None:
-    await conn.execute(_AUDIT, actor, action, target, request_id, json.dumps(attributes or {}))
+class _Statements:
+    """The statements that run both inside a transaction (:class:`BookingTx`, on its
+    connection) and on their own (:class:`BookingRepository`, on the pool): one query each."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def get_master(self, master_id: UUID) -> Master | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_MASTER_COLUMNS} FROM booking_masters m WHERE m.id = $1", master_id
+        )
+        return _master(row) if row is not None else None
+
+    async def get_service(self, service_id: str) -> ServiceOption | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_SERVICE_COLUMNS} FROM booking_services s WHERE s.id = $1", service_id
+        )
+        return _service(row) if row is not None else None
+
+    async def get_booking(self, booking_id: UUID) -> StoredBooking | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_BOOKING_COLUMNS} {_BOOKING_FROM} WHERE b.id = $1", booking_id
+        )
+        return _booking(row) if row is not None else None
+
+    async def active_booking_of(self, client_user_id: UUID) -> StoredBooking | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_BOOKING_COLUMNS} {_BOOKING_FROM}"
+            " WHERE b.client_user_id = $1 AND b.status = 'active' AND b.end_time > now()",
+            client_user_id,
+        )
+        return _booking(row) if row is not None else None
+
+    async def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        request_id: str,
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        """An audit event: in the transaction (BookingTx), or on its own (a refusal, when
+        nothing else is committed: BookingRepository)."""
+        await insert_audit_event(
+            self._db,
+            actor=actor,
+            action=action,
+            target=target,
+            request_id=request_id,
+            attributes=attributes,
+        )
 
 
-class BookingTx:
+class BookingTx(_Statements):
     """One transaction's statements (see the module docstring for the locking rules)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
+        super().__init__(conn)
         self.conn = conn
-
-    async def now(self) -> datetime:
-        value: datetime = await self.conn.fetchval("SELECT now()")
-        return value
 
     # --- masters ---------------------------------------------------------------------------
 
@@ -259,12 +307,6 @@ class BookingTx:
             active,
         )
 
-    async def get_master(self, master_id: UUID) -> Master | None:
-        row = await self.conn.fetchrow(
-            f"SELECT {_MASTER_COLUMNS} FROM booking_masters m WHERE m.id = $1", master_id
-        )
-        return _master(row) if row is not None else None
-
     # --- days off ----------------------------------------------------------------------------
 
     async def days_off_between(self, master_id: UUID, first: date, last: date) -> set[date]:
@@ -333,19 +375,11 @@ class BookingTx:
         )
         return _booking(row) if row is not None else None
 
-    async def get_booking(self, booking_id: UUID, *, lock: bool = False) -> StoredBooking | None:
+    async def lock_booking(self, booking_id: UUID) -> StoredBooking | None:
+        """The booking (with its master and service), its row locked ``FOR UPDATE``."""
         row = await self.conn.fetchrow(
-            f"SELECT {_BOOKING_COLUMNS} {_BOOKING_FROM} WHERE b.id = $1"
-            + (" FOR UPDATE OF b" if lock else ""),
+            f"SELECT {_BOOKING_COLUMNS} {_BOOKING_FROM} WHERE b.id = $1 FOR UPDATE OF b",
             booking_id,
-        )
-        return _booking(row) if row is not None else None
-
-    async def active_booking_of(self, client_user_id: UUID) -> StoredBooking | None:
-        row = await self.conn.fetchrow(
-            f"SELECT {_BOOKING_COLUMNS} {_BOOKING_FROM}"
-            " WHERE b.client_user_id = $1 AND b.status = 'active' AND b.end_time > now()",
-            client_user_id,
         )
         return _booking(row) if row is not None else None
 
@@ -406,63 +440,27 @@ class BookingTx:
             raise RequestReplayed from None
         return booking_id
 
-    async def cancel_booking(self, booking_id: UUID, by: Actor, reason: str) -> None:
-        await self.conn.execute(
+    async def cancel_booking(self, booking_id: UUID, by: Actor, reason: str) -> datetime:
+        """Mark the (locked) booking cancelled; returns its cancel time."""
+        cancel_time: datetime = await self.conn.fetchval(
             "UPDATE booking_bookings SET status = 'cancelled', cancel_time = now(),"
-            " cancelled_by = $2, cancel_reason = $3 WHERE id = $1",
+            " cancelled_by = $2, cancel_reason = $3 WHERE id = $1 RETURNING cancel_time",
             booking_id,
             by.value,
             reason,
         )
-
-    # --- audit -------------------------------------------------------------------------------
-
-    async def audit(
-        self,
-        *,
-        actor: str,
-        action: str,
-        target: str,
-        request_id: str,
-        attributes: dict[str, str] | None = None,
-    ) -> None:
-        await _audit(
-            self.conn,
-            actor=actor,
-            action=action,
-            target=target,
-            request_id=request_id,
-            attributes=attributes,
-        )
+        return cancel_time
 
 
-class BookingRepository:
+class BookingRepository(_Statements):
     def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
         self._pool = pool
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[BookingTx]:
         async with self._pool.acquire() as conn, conn.transaction():
             yield BookingTx(conn)
-
-    async def audit(
-        self,
-        *,
-        actor: str,
-        action: str,
-        target: str,
-        request_id: str,
-        attributes: dict[str, str] | None = None,
-    ) -> None:
-        """An audit event on its own (a refusal: nothing else is committed)."""
-        await _audit(
-            self._pool,
-            actor=actor,
-            action=action,
-            target=target,
-            request_id=request_id,
-            attributes=attributes,
-        )
 
     # --- masters -----------------------------------------------------------------------------
 
@@ -478,12 +476,6 @@ class BookingRepository:
     async def master_of_user(self, user_id: UUID) -> Master | None:
         row = await self._pool.fetchrow(
             f"SELECT {_MASTER_COLUMNS} FROM booking_masters m WHERE m.user_id = $1", user_id
-        )
-        return _master(row) if row is not None else None
-
-    async def get_master(self, master_id: UUID) -> Master | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_MASTER_COLUMNS} FROM booking_masters m WHERE m.id = $1", master_id
         )
         return _master(row) if row is not None else None
 
@@ -503,12 +495,6 @@ class BookingRepository:
         return [_master(r) for r in rows]
 
     # --- services ----------------------------------------------------------------------------
-
-    async def get_service(self, service_id: str) -> ServiceOption | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_SERVICE_COLUMNS} FROM booking_services s WHERE s.id = $1", service_id
-        )
-        return _service(row) if row is not None else None
 
     async def list_services(
         self, after: tuple[int, str] | None, limit: int, *, active_only: bool
@@ -550,7 +536,7 @@ class BookingRepository:
             )
             if row is None:
                 return None
-            await _audit(
+            await insert_audit_event(
                 conn,
                 actor=actor,
                 action="booking.service_updated",
@@ -588,16 +574,6 @@ class BookingRepository:
             set(row["days_off"]),
             [Interval(r.lower, r.upper) for r in row["busy"]],
         )
-
-    async def get_booking(self, booking_id: UUID) -> StoredBooking | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_BOOKING_COLUMNS} {_BOOKING_FROM} WHERE b.id = $1", booking_id
-        )
-        return _booking(row) if row is not None else None
-
-    async def active_booking_of(self, client_user_id: UUID) -> StoredBooking | None:
-        async with self._pool.acquire() as conn:
-            return await BookingTx(conn).active_booking_of(client_user_id)
 
     async def list_bookings(
         self,

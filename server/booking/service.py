@@ -69,13 +69,14 @@ NOTICE_LANGUAGE = "ru"
 
 ATTEMPTS = Counter(
     "booking_attempts_total",
-    "CreateBooking and CreateManualBooking results: created, or refused with the reason.",
+    "CreateBooking and CreateManualBooking results: created, replayed (a retried request_id"
+    " answered with its first booking), or refused with the reason.",
     ["result", "reason"],
 )
 CANCELLATIONS = Counter("booking_cancellations_total", "Cancelled bookings, by who.", ["by"])
 AVAILABILITY_SECONDS = Histogram(
     "booking_availability_seconds",
-    "GetAvailability computation time (queries and slot computation).",
+    "GetAvailability time (queries and slot computation), refused calls included.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 COMPLETED = Counter("booking_completed_total", "Bookings marked completed by the periodic sweep.")
@@ -85,7 +86,8 @@ COMPLETED = Counter("booking_completed_total", "Bookings marked completed by the
 MENU_TTL_S = 5.0
 
 Outbox = Callable[[asyncpg.Connection, Notice], Awaitable[bool]]
-Withdraw = Callable[[asyncpg.Connection, Sequence[str]], Awaitable[int]]
+# Drops the still-pending notices whose dedup key starts with a prefix (in the transaction).
+WithdrawPrefix = Callable[[asyncpg.Connection, str], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,26 @@ def _service_not_found() -> NotFound:
 
 def _booking_not_found() -> NotFound:
     return NotFound("BOOKING_NOT_FOUND", "no such booking", domain=D)
+
+
+def _not_your_booking() -> PermissionDenied:
+    return PermissionDenied(
+        "NOT_YOUR_BOOKING", "the booking is neither yours nor one of your clients'", domain=D
+    )
+
+
+def _not_a_master() -> PermissionDenied:
+    return PermissionDenied("NOT_A_MASTER", "this needs an active master profile", domain=D)
+
+
+class _NotYourBooking(Exception):
+    """Inside a transaction: the booking is neither the caller's nor their client's (rolled
+    back, then audited and refused as NOT_YOUR_BOOKING)."""
+
+
+class _NoMasterProfile(Exception):
+    """Inside a transaction: the caller has no active master profile (rolled back, then
+    audited and refused as NOT_A_MASTER)."""
 
 
 def _key_reused() -> FailedPrecondition:
@@ -221,7 +243,7 @@ class BookingService:
         config: BookingConfig,
         *,
         outbox: Outbox,
-        withdraw: Withdraw,
+        withdraw_prefix: WithdrawPrefix,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._repo = repo
@@ -229,10 +251,12 @@ class BookingService:
         self._tz = config.tz
         self._step = timedelta(minutes=config.slot_minutes)
         self._outbox = outbox
-        self._withdraw = withdraw
+        self._withdraw_prefix = withdraw_prefix
         self._clock = clock
         self._menu: dict[str, ServiceOption] = {}
         self._menu_time = -MENU_TTL_S
+        self._menu_generation = 0  # bumped by every invalidation
+        self._menu_lock = asyncio.Lock()
 
     @property
     def time_zone(self) -> str:
@@ -266,12 +290,7 @@ class BookingService:
         user = _user(principal)
         master = await self._repo.master_of_user(user.user_id)
         if master is None or not master.active:
-            raise await self._deny(
-                principal,
-                method,
-                request_id,
-                PermissionDenied("NOT_A_MASTER", "this needs an active master profile", domain=D),
-            )
+            raise await self._deny(principal, method, request_id, _not_a_master())
         return master
 
     # --- masters and services ------------------------------------------------------------
@@ -325,12 +344,20 @@ class BookingService:
         return service
 
     async def _menu_service(self, service_id: str) -> ServiceOption:
-        """An active service option from the cached menu (availability's hot path)."""
-        now = time.monotonic()
-        if now - self._menu_time > MENU_TTL_S:
-            services = await self._repo.list_services(None, 1000, active_only=False)
-            self._menu = {s.id: s for s in services}
-            self._menu_time = now
+        """An active service option from the cached menu (availability's hot path). When the
+        copy expires, one caller reloads it; the others wait for that reload (double-checked
+        under the lock) instead of each querying the menu."""
+        if time.monotonic() - self._menu_time > MENU_TTL_S:
+            async with self._menu_lock:
+                started = time.monotonic()
+                if started - self._menu_time > MENU_TTL_S:
+                    generation = self._menu_generation
+                    services = await self._repo.list_services(None, 1000, active_only=False)
+                    self._menu = {s.id: s for s in services}
+                    # Invalidated while loading: this copy may predate the change.
+                    self._menu_time = (
+                        started if generation == self._menu_generation else -MENU_TTL_S
+                    )
         service = self._menu.get(service_id)
         if service is None or not service.active:
             raise _service_not_found()
@@ -342,6 +369,14 @@ class BookingService:
         self, master_id: UUID, start_date: str, end_date: str, service_id: str
     ) -> list[DaySlots]:
         started = time.perf_counter()
+        try:
+            return await self._availability(master_id, start_date, end_date, service_id)
+        finally:  # refusals too: a slow refusal is as slow for the caller
+            AVAILABILITY_SECONDS.observe(time.perf_counter() - started)
+
+    async def _availability(
+        self, master_id: UUID, start_date: str, end_date: str, service_id: str
+    ) -> list[DaySlots]:
         first = _parse_date(start_date, "start_date")
         last = _parse_date(end_date, "end_date") if end_date else first
         if last < first:
@@ -366,7 +401,6 @@ class BookingService:
             step=self._step,
             now=self._clock(),
         )
-        AVAILABILITY_SECONDS.observe(time.perf_counter() - started)
         return list(days)
 
     # --- bookings: create ----------------------------------------------------------------
@@ -419,8 +453,12 @@ class BookingService:
         return notices
 
     @staticmethod
-    def reminder_key(booking_id: UUID, minutes: int) -> str:
-        return f"booking:{booking_id}:reminder:{minutes}"
+    def reminder_prefix(booking_id: UUID) -> str:
+        return f"booking:{booking_id}:reminder:"
+
+    @classmethod
+    def reminder_key(cls, booking_id: UUID, minutes: int) -> str:
+        return f"{cls.reminder_prefix(booking_id)}{minutes}"
 
     def _replay(
         self,
@@ -454,13 +492,13 @@ class BookingService:
     ) -> Booking:
         user = _user(principal)
         try:
-            booking = await self._create_booking(
+            booking, replayed = await self._create_booking(
                 principal, user, master_id, service_id, start, request_id, call_id
             )
         except DomainError as exc:
             ATTEMPTS.labels("refused", exc.reason).inc()
             raise
-        ATTEMPTS.labels("created", "").inc()
+        ATTEMPTS.labels("replayed" if replayed else "created", "").inc()
         return booking
 
     async def _create_booking(
@@ -472,7 +510,8 @@ class BookingService:
         start: datetime,
         request_id: UUID | None,
         call_id: str,
-    ) -> Booking:
+    ) -> tuple[Booking, bool]:
+        """The booking, and whether it is a replay (an earlier call with this request_id)."""
         service = await self._active_service(service_id)
         day = model.local_date(start, self._tz)
         bounds = model.local_day_bounds(day, self._tz)
@@ -481,13 +520,14 @@ class BookingService:
                 if request_id is not None:
                     prior = await tx.booking_by_request(user.user_id, request_id)
                     if prior is not None:
-                        return self._replay(
+                        replay = self._replay(
                             prior,
                             master_id=master_id,
                             service_id=service_id,
                             start=start,
                             source=BookingSource.CLIENT,
                         )
+                        return replay, True
                 master = await tx.lock_master(master_id, exclusive=False)
                 if master is None or not master.active:
                     raise _master_not_found()
@@ -536,20 +576,21 @@ class BookingService:
                 )
                 for notice in self._notices_for_new(booking, stored.master_user_id):
                     await self._outbox(tx.conn, notice)
-                return booking
+                return booking, False
         except (SlotTaken, ActiveBookingExists, RequestReplayed) as exc:
             # A racing retry of the same request may have won: it is the answer then.
             if request_id is not None:
                 async with self._repo.transaction() as tx:
                     prior = await tx.booking_by_request(user.user_id, request_id)
                 if prior is not None:
-                    return self._replay(
+                    replay = self._replay(
                         prior,
                         master_id=master_id,
                         service_id=service_id,
                         start=start,
                         source=BookingSource.CLIENT,
                     )
+                    return replay, True
             if isinstance(exc, SlotTaken):
                 raise _slot_taken() from None
             if isinstance(exc, ActiveBookingExists):
@@ -574,13 +615,13 @@ class BookingService:
         call_id: str,
     ) -> Booking:
         try:
-            booking = await self._create_manual(
+            booking, replayed = await self._create_manual(
                 principal, service_id, start, client_name, client_phone, request_id, call_id
             )
         except DomainError as exc:
             ATTEMPTS.labels("refused", exc.reason).inc()
             raise
-        ATTEMPTS.labels("created", "").inc()
+        ATTEMPTS.labels("replayed" if replayed else "created", "").inc()
         return booking
 
     async def _create_manual(
@@ -592,31 +633,34 @@ class BookingService:
         client_phone: str,
         request_id: UUID | None,
         call_id: str,
-    ) -> Booking:
+    ) -> tuple[Booking, bool]:
+        """The booking, and whether it is a replay (an earlier call with this request_id)."""
         user = _user(principal)
         name = client_name.strip()
         if not name:
             raise _invalid("client_name", "must not be blank")
-        own = await self._own_master(
-            principal, "/switchboard.booking.v1.MasterService/CreateManualBooking", call_id
-        )
-        service = await self._active_service(service_id)
-        end = start + service.duration
         try:
             async with self._repo.transaction() as tx:
+                # The caller's own master profile, read once and held FOR SHARE (a schedule
+                # edit waits for this booking, and this booking for a running edit).
+                master = await tx.lock_master_of_user(user.user_id, exclusive=False)
+                if master is None or not master.active:
+                    raise _NoMasterProfile
+                service = await tx.get_service(service_id) if service_id else None
+                if service is None or not service.active:
+                    raise _service_not_found()
                 if request_id is not None:
                     prior = await tx.booking_by_request(user.user_id, request_id)
                     if prior is not None:
-                        return self._replay(
+                        replay = self._replay(
                             prior,
                             master_id=None,
                             service_id=service_id,
                             start=start,
                             source=BookingSource.MANUAL,
                         )
-                master = await tx.lock_master(own.id, exclusive=False)
-                if master is None or not master.active:
-                    raise _master_not_found()
+                        return replay, True
+                end = start + service.duration
                 day = model.local_date(start, self._tz)
                 days_off = await tx.days_off_between(master.id, day, day)
                 refusal = model.schedule_refusal(
@@ -651,53 +695,53 @@ class BookingService:
                         "start_time": start.isoformat(),
                     },
                 )
-                return stored.booking
+                return stored.booking, False
+        except _NoMasterProfile:
+            raise await self._deny(
+                principal,
+                "/switchboard.booking.v1.MasterService/CreateManualBooking",
+                call_id,
+                _not_a_master(),
+            ) from None
         except (SlotTaken, RequestReplayed, ActiveBookingExists) as exc:
             if request_id is not None:
                 async with self._repo.transaction() as tx:
                     prior = await tx.booking_by_request(user.user_id, request_id)
                 if prior is not None:
-                    return self._replay(
+                    replay = self._replay(
                         prior,
                         master_id=None,
                         service_id=service_id,
                         start=start,
                         source=BookingSource.MANUAL,
                     )
+                    return replay, True
             if isinstance(exc, SlotTaken):
                 raise _slot_taken() from None
             raise _key_reused() from None
 
     # --- bookings: read ------------------------------------------------------------------
 
-    async def _visible(
-        self, principal: Principal, stored: StoredBooking | None, target: str, call_id: str
-    ) -> tuple[Booking, bool]:
-        """The booking and whether the caller is its master; NOT_YOUR_BOOKING (audited)."""
-        user = _user(principal)
-        if stored is None:
-            raise _booking_not_found()
-        is_master = stored.master_user_id == user.user_id
-        if not is_master and stored.booking.client_user_id != user.user_id:
-            raise await self._deny(
-                principal,
-                target,
-                call_id,
-                PermissionDenied(
-                    "NOT_YOUR_BOOKING",
-                    "the booking is neither yours nor one of your clients'",
-                    domain=D,
-                ),
-            )
-        booking = stored.booking
-        if not is_master and booking.client_phone is not None:
-            booking = replace(booking, client_phone=None)
-        return booking, is_master
+    @staticmethod
+    def _side(user: UserPrincipal, stored: StoredBooking) -> Actor | None:
+        """The caller's side of the booking: its client, its master (an active master profile
+        only: a deactivated master sees nothing), or None (not theirs)."""
+        if stored.booking.client_user_id == user.user_id:
+            return Actor.CLIENT
+        if stored.master_user_id == user.user_id and stored.master_active:
+            return Actor.MASTER
+        return None
 
     async def get_booking(self, principal: Principal, booking_id: UUID, call_id: str) -> Booking:
+        user = _user(principal)
         stored = await self._repo.get_booking(booking_id)
-        booking, _ = await self._visible(principal, stored, f"booking:{booking_id}", call_id)
-        return booking
+        if stored is None:
+            raise _booking_not_found()
+        if self._side(user, stored) is None:
+            raise await self._deny(principal, f"booking:{booking_id}", call_id, _not_your_booking())
+        # A client's view carries no phone: client bookings have none (a CHECK), and only
+        # manual bookings, which only their master sees, do.
+        return stored.booking
 
     async def list_bookings(
         self,
@@ -747,10 +791,8 @@ class BookingService:
             rows = rows[:size]
             last_row = rows[-1].booking
             token = paging.encode({"t": last_row.start.isoformat(), "i": str(last_row.id)})
-        bookings = [
-            r.booking if master_view else replace(r.booking, client_phone=None) for r in rows
-        ]
-        return bookings, token
+        # The client view lists the caller's own client bookings: none has a phone (a CHECK).
+        return [r.booking for r in rows], token
 
     async def profile(self, principal: Principal) -> tuple[Master | None, Booking | None]:
         user = _user(principal)
@@ -769,16 +811,30 @@ class BookingService:
         user = _user(principal)
         reason = reason.strip()
         target = f"booking:{booking_id}"
-        # Who may cancel does not change: check (and audit a refusal) before the transaction.
-        _, is_master = await self._visible(
-            principal, await self._repo.get_booking(booking_id), target, call_id
-        )
+        try:
+            return await self._cancel(principal, user, booking_id, reason, target, call_id)
+        except _NotYourBooking:
+            # Audited on its own, after the transaction (which changed nothing) rolled back.
+            raise await self._deny(principal, target, call_id, _not_your_booking()) from None
+
+    async def _cancel(
+        self,
+        principal: Principal,
+        user: UserPrincipal,
+        booking_id: UUID,
+        reason: str,
+        target: str,
+        call_id: str,
+    ) -> Booking:
         async with self._repo.transaction() as tx:
-            stored = await tx.get_booking(booking_id, lock=True)
+            # One read: the booking row locked FOR UPDATE, with its master and service.
+            stored = await tx.lock_booking(booking_id)
             if stored is None:
                 raise _booking_not_found()
+            by = self._side(user, stored)
+            if by is None:
+                raise _NotYourBooking
             booking = stored.booking
-            by = Actor.CLIENT if booking.client_user_id == user.user_id else Actor.MASTER
             if booking.status is not BookingStatus.CANCELLED:
                 if by is Actor.MASTER and not reason:
                     raise InvalidArgument(
@@ -791,7 +847,7 @@ class BookingService:
                     raise FailedPrecondition(
                         "BOOKING_NOT_ACTIVE", "the booking is already over", domain=D
                     )
-                await tx.cancel_booking(booking_id, by, reason)
+                cancel_time = await tx.cancel_booking(booking_id, by, reason)
                 await tx.audit(
                     actor=principal.label(),
                     action="booking.cancelled",
@@ -799,19 +855,19 @@ class BookingService:
                     request_id=call_id,
                     attributes={"by": by.value, "reason": reason, "source": booking.source.value},
                 )
-                await self._withdraw(
-                    tx.conn,
-                    [
-                        self.reminder_key(booking_id, minutes)
-                        for minutes in self._config.reminder_offsets_minutes
-                    ],
-                )
+                # Every pending reminder of the booking, whatever offsets were configured
+                # when it was booked (the setting may have changed since).
+                await self._withdraw_prefix(tx.conn, self.reminder_prefix(booking_id))
                 await self._cancel_notice(tx, booking, stored.master_user_id, by, reason)
                 CANCELLATIONS.labels(by.value).inc()
-                after = await tx.get_booking(booking_id)
-                assert after is not None
-                booking = after.booking
-        return booking if is_master else replace(booking, client_phone=None)
+                booking = replace(
+                    booking,
+                    status=BookingStatus.CANCELLED,
+                    cancel_time=cancel_time,
+                    cancelled_by=by,
+                    cancel_reason=reason,
+                )
+        return booking
 
     async def _cancel_notice(
         self, tx: BookingTx, booking: Booking, master_user_id: UUID, by: Actor, reason: str
@@ -888,7 +944,7 @@ class BookingService:
         user = _user(principal)
         day = _parse_date(day_text, "date")
         if day < self._today():
-            raise _time_range("the date has passed")
+            raise _invalid("date", "has passed: a day off is today or later")
         bounds = model.local_day_bounds(day, self._tz)
         async with self._repo.transaction() as tx:
             master = await tx.lock_master_of_user(user.user_id, exclusive=True)
@@ -912,10 +968,12 @@ class BookingService:
                     attributes={"date": day.isoformat()},
                 )
         if master is None:
-            await self._own_master(
-                principal, "/switchboard.booking.v1.MasterService/SetDayOff", call_id
+            raise await self._deny(
+                principal,
+                "/switchboard.booking.v1.MasterService/SetDayOff",
+                call_id,
+                _not_a_master(),
             )
-            raise _master_not_found()  # pragma: no cover  (_own_master raised)
         return result
 
     async def delete_day_off(self, principal: Principal, day_text: str, call_id: str) -> None:
@@ -933,21 +991,29 @@ class BookingService:
                         attributes={"date": day.isoformat()},
                     )
                 return
-        await self._own_master(
-            principal, "/switchboard.booking.v1.MasterService/DeleteDayOff", call_id
+        raise await self._deny(
+            principal,
+            "/switchboard.booking.v1.MasterService/DeleteDayOff",
+            call_id,
+            _not_a_master(),
         )
 
     async def _check_lunch(self, tx: BookingTx, master: Master, lunch: MinuteRange) -> None:
         now = self._clock()
         horizon = now + timedelta(days=3650)
         upcoming = await tx.active_between(master.id, now, horizon)
-        clashes = 0
-        for item in upcoming:
-            day = model.local_date(item.start, self._tz)
-            for d in {day, model.local_date(item.end - timedelta(microseconds=1), self._tz)}:
-                if model.lunch_overlaps(day=d, tz=self._tz, lunch=lunch, bookings=[item]):
-                    clashes += 1
-                    break
+        # A booking lies within the working hours of its start's local date (booking creation
+        # checks that), so that date's lunch is the only one it can overlap.
+        clashes = sum(
+            1
+            for item in upcoming
+            if model.lunch_overlaps(
+                day=model.local_date(item.start, self._tz),
+                tz=self._tz,
+                lunch=lunch,
+                bookings=[item],
+            )
+        )
         if clashes:
             raise FailedPrecondition(
                 "LUNCH_OVERLAPS_BOOKINGS",
@@ -985,10 +1051,12 @@ class BookingService:
                 updated = await tx.get_master(master.id)
                 assert updated is not None
                 return updated
-        await self._own_master(
-            principal, "/switchboard.booking.v1.MasterService/SetLunchBreak", call_id
+        raise await self._deny(
+            principal,
+            "/switchboard.booking.v1.MasterService/SetLunchBreak",
+            call_id,
+            _not_a_master(),
         )
-        raise _master_not_found()  # pragma: no cover  (_own_master raised)
 
     # --- administration ------------------------------------------------------------------
 
@@ -1148,7 +1216,9 @@ class BookingService:
         )
         if updated is None:
             raise _service_not_found()
-        self._menu_time = -MENU_TTL_S  # this replica's availability sees the change at once
+        # This replica's availability sees the change at once.
+        self._menu_time = -MENU_TTL_S
+        self._menu_generation += 1
         return updated
 
     # --- the completion sweep ------------------------------------------------------------

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from functools import lru_cache
 
-from google.protobuf import timestamp_pb2
 from switchboard.identity.v1 import channels_pb2 as channels_pb
 from switchboard.identity.v1 import channels_pb2_grpc as channels_grpc
 from switchboard.identity.v1 import identity_pb2 as pb
@@ -23,20 +21,13 @@ from server.identity.model import (
 from server.identity.service import IdentityService
 from server.kernel.access import role_to_proto
 from server.kernel.context import ServicerContext, current_call
+from server.kernel.wire import to_timestamp
 
 _HANDSHAKE_STATES = {
     "pending": pb.HANDSHAKE_STATE_PENDING,
     "confirmed": pb.HANDSHAKE_STATE_CONFIRMED,
     "expired": pb.HANDSHAKE_STATE_EXPIRED,
 }
-
-
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 # GetMe answers the same cached User object over and over: building its message (timestamp
@@ -50,8 +41,8 @@ def user_to_proto(user: User) -> pb.User:
         username=user.username,
         email=user.email or "",
         role=role_to_proto(user.role),
-        create_time=_ts(user.create_time),
-        last_login_time=_ts(user.last_login_time),
+        create_time=to_timestamp(user.create_time),
+        last_login_time=to_timestamp(user.last_login_time),
         language=user.language or "",
     )
     if user.telegram_user_id is not None:
@@ -60,7 +51,7 @@ def user_to_proto(user: User) -> pb.User:
 
 
 def session_to_proto(session: IssuedSession) -> pb.Session:
-    return pb.Session(token=session.token, expire_time=_ts(session.expire_time))
+    return pb.Session(token=session.token, expire_time=to_timestamp(session.expire_time))
 
 
 def audit_to_proto(event: AuditEvent) -> pb.AuditEvent:
@@ -69,7 +60,7 @@ def audit_to_proto(event: AuditEvent) -> pb.AuditEvent:
         actor=event.actor,
         action=event.action,
         target=event.target,
-        create_time=_ts(event.create_time),
+        create_time=to_timestamp(event.create_time),
         request_id=event.request_id,
         attributes=event.attributes,
     )
@@ -111,7 +102,7 @@ class AuthApi(pb_grpc.AuthServiceServicer):
             code=code,
             deep_link=deep_link,
             handshake_token=handshake_token,
-            expire_time=_ts(expire_time),
+            expire_time=to_timestamp(expire_time),
         )
 
     async def WaitTelegramLogin(
@@ -148,7 +139,7 @@ class AuthApi(pb_grpc.AuthServiceServicer):
             request_id=call.request_id,
         )
         return pb.RequestEmailCodeResponse(
-            expire_time=_ts(expire_time), next_request_time=_ts(next_time)
+            expire_time=to_timestamp(expire_time), next_request_time=to_timestamp(next_time)
         )
 
     async def VerifyEmailCode(
@@ -231,8 +222,8 @@ def channel_view_to_proto(view: ChannelView) -> channels_pb.Channel:
         telegram_chat_id=view.telegram_chat_id,
         bot=view.bot,
         email=view.email,
-        create_time=_ts(view.create_time),
-        confirm_time=_ts(view.confirm_time),
+        create_time=to_timestamp(view.create_time),
+        confirm_time=to_timestamp(view.confirm_time),
     )
 
 
@@ -242,8 +233,8 @@ def telegram_channel_to_proto(channel: TelegramChannel) -> channels_pb.Channel:
         kind=channels_pb.CHANNEL_KIND_TELEGRAM,
         telegram_chat_id=channel.chat_id,
         bot=channel.bot,
-        create_time=_ts(channel.create_time),
-        confirm_time=_ts(channel.confirm_time),
+        create_time=to_timestamp(channel.create_time),
+        confirm_time=to_timestamp(channel.confirm_time),
     )
 
 
@@ -258,7 +249,7 @@ class ChannelApi(channels_grpc.ChannelServiceServicer):
             current_call().principal
         )
         return channels_pb.StartTelegramChannelBindingResponse(
-            code=code, deep_link=deep_link, expire_time=_ts(expire_time)
+            code=code, deep_link=deep_link, expire_time=to_timestamp(expire_time)
         )
 
     async def ConfirmTelegramChannelBinding(
@@ -300,7 +291,7 @@ class ChannelApi(channels_grpc.ChannelServiceServicer):
             request_id=call.request_id,
         )
         return channels_pb.StartEmailVerificationResponse(
-            expire_time=_ts(expire_time), next_request_time=_ts(next_time)
+            expire_time=to_timestamp(expire_time), next_request_time=to_timestamp(next_time)
         )
 
     async def ConfirmEmailVerification(

@@ -21,6 +21,7 @@ from server.identity.model import (
     TelegramChannel,
     User,
 )
+from server.kernel.audit import insert_audit_event
 from server.kernel.principal import Role
 
 _USER_COLUMNS = (
@@ -598,16 +599,13 @@ class IdentityRepository:
         request_id: str,
         attributes: dict[str, str] | None = None,
     ) -> None:
-        await self._pool.execute(
-            """
-            INSERT INTO identity_audit_events (actor, action, target, request_id, attributes)
-            VALUES ($1, $2, $3, $4, $5::jsonb)
-            """,
-            actor,
-            action,
-            target,
-            request_id,
-            json.dumps(attributes or {}),
+        await insert_audit_event(
+            self._pool,
+            actor=actor,
+            action=action,
+            target=target,
+            request_id=request_id,
+            attributes=attributes,
         )
 
     async def list_audit_events(

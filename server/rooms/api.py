@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator
-from datetime import datetime
 from uuid import UUID
 
-from google.protobuf import timestamp_pb2
 from switchboard.rooms.v1 import calls_pb2 as calls_pb
 from switchboard.rooms.v1 import calls_pb2_grpc as calls_grpc
 from switchboard.rooms.v1 import rooms_pb2 as pb
 from switchboard.rooms.v1 import rooms_pb2_grpc as pb_grpc
 
 from server.kernel.context import ServicerContext, current_call
+from server.kernel.wire import to_timestamp
 from server.rooms.model import (
     Call,
     CallJoined,
@@ -67,12 +66,6 @@ _ORDERS = {
 }
 
 
-def _ts(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def room_to_proto(room: Room) -> pb.Room:
     return pb.Room(
         id=str(room.id),
@@ -82,7 +75,7 @@ def room_to_proto(room: Room) -> pb.Room:
         max_members=room.max_members,
         member_count=room.member_count,
         creator_user_id=str(room.creator_id),
-        create_time=_ts(room.create_time),
+        create_time=to_timestamp(room.create_time),
         last_sequence=room.last_seq,
     )
 
@@ -91,7 +84,7 @@ def member_to_proto(member: Member) -> pb.Member:
     return pb.Member(
         user_id=str(member.user_id),
         display_name=member.display_name,
-        join_time=_ts(member.join_time),
+        join_time=to_timestamp(member.join_time),
         online=member.online,
     )
 
@@ -105,7 +98,7 @@ def message_to_proto(message: Message) -> pb.Message:
         sender_display_name=message.sender_name,
         text=message.text,
         idempotency_key=message.idempotency_key,
-        create_time=_ts(message.create_time),
+        create_time=to_timestamp(message.create_time),
     )
 
 
@@ -113,11 +106,13 @@ def call_to_proto(call: Call) -> calls_pb.Call:
     return calls_pb.Call(
         id=str(call.id),
         room_id=str(call.room_id),
-        start_time=_ts(call.start_time),
+        start_time=to_timestamp(call.start_time),
         max_participants=call.max_participants,
         participants=[
             calls_pb.CallParticipant(
-                user_id=str(p.user_id), display_name=p.display_name, join_time=_ts(p.join_time)
+                user_id=str(p.user_id),
+                display_name=p.display_name,
+                join_time=to_timestamp(p.join_time),
             )
             for p in call.participants
         ],
@@ -125,7 +120,9 @@ def call_to_proto(call: Call) -> calls_pb.Call:
 
 
 def event_to_proto(event: RoomEvent) -> pb.RoomEvent:
-    out = pb.RoomEvent(sequence=event.seq, room_id=str(event.room_id), time=_ts(event.time))
+    out = pb.RoomEvent(
+        sequence=event.seq, room_id=str(event.room_id), time=to_timestamp(event.time)
+    )
     body = event.body
     if isinstance(body, MessageNew):
         out.message_new.message.CopyFrom(message_to_proto(body.message))
@@ -275,7 +272,9 @@ class RoomApi(pb_grpc.RoomServiceServicer):
             current_call().principal, _uuid(request.room_id), request.idempotency_key, request.text
         )
         return pb.SendMessageResponse(
-            message_id=str(ack.message_id), sequence=ack.seq, create_time=_ts(ack.create_time)
+            message_id=str(ack.message_id),
+            sequence=ack.seq,
+            create_time=to_timestamp(ack.create_time),
         )
 
     async def ListMessages(
@@ -371,7 +370,7 @@ class CallApi(calls_grpc.CallServiceServicer):
             ]
         )
         if expire_time is not None:
-            response.expire_time.CopyFrom(_ts(expire_time))
+            response.expire_time.CopyFrom(to_timestamp(expire_time))
         return response
 
     async def ReportCallOutcome(

@@ -105,6 +105,11 @@ async def test_a_restarted_server_loses_nothing(platform: Platform) -> None:
             assert _metric(metrics_addr, "booking_availability_seconds_count") == 0
             await shop.slots(client, master.master.id, day)
             assert _metric(metrics_addr, "booking_availability_seconds_count") == 1
+            # A refused call is timed too.
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await shop.slots(client, str(uuid.uuid4()), day)
+            assert reason_of(caught.value) == "MASTER_NOT_FOUND"
+            assert _metric(metrics_addr, "booking_availability_seconds_count") == 2
     finally:
         server.terminate()
 
@@ -115,6 +120,9 @@ async def test_a_restarted_server_loses_nothing(platform: Platform) -> None:
             # The same session, booking, schedule and request_id as before the restart.
             again = await shop.book(client, master.master.id, local(day, "16:00"), request_id=key)
             assert again == booking
+            # A replay is counted as such, not as a second booking.
+            assert _metric(metrics_addr, 'booking_attempts_total{reason="",result="replayed"}') == 1
+            assert _metric(metrics_addr, 'booking_attempts_total{reason="",result="created"}') == 0
             assert "16:00" not in await shop.slots(client, master.master.id, day)
             schedule = await shop.client.ListBookings(
                 pb.ListBookingsRequest(view=pb.BOOKING_VIEW_MASTER),

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
+import asyncpg
 from switchboard.booking.v1 import booking_pb2 as pb
 
+from server.booking.service import BookingService
+from server.kernel.crypto import SecretBox
+from server.notifications.model import Channel, Notice, ToUserViaBot
+from server.notifications.repository import enqueue
 from tests.conftest import Platform
 from tests.integration.booking.booking_support import (
     Booking,
@@ -125,3 +131,46 @@ async def test_reminders_already_due_are_skipped_and_manual_bookings_notify_nobo
         metadata=master.session.metadata,
     )
     assert await outbox(platform.pg_dsn, platform.secrets.data_key, manual.booking.id) == {}
+
+
+async def test_cancelling_withdraws_reminders_scheduled_under_other_offsets(
+    api: Api, platform: Platform
+) -> None:
+    """The reminder offsets may change between booking and cancelling (a redeploy with another
+    SWITCHBOARD_BOOKING_REMINDER_OFFSETS_MINUTES): every pending reminder of the booking goes,
+    not only those of the offsets configured now (1440 and 120 in configs/test.yaml)."""
+    shop = Booking(api)
+    master = await shop.new_master("Марина")
+    client = await shop.user("Иван")
+    start = local(working_day(), "11:00")
+    booking = await shop.book(client, master.master.id, start)
+    prefix = f"booking:{booking.id}"
+    # As a server configured with a 45-minute reminder would have queued it.
+    conn = await asyncpg.connect(platform.pg_dsn)
+    try:
+        queued = await enqueue(
+            conn,
+            SecretBox.from_text(platform.secrets.data_key),
+            Notice(
+                recipient=ToUserViaBot(uuid.UUID(client.user.id), bot="booking"),
+                channel=Channel.TELEGRAM,
+                template="booking.reminder",
+                params={"master": "Марина", "service": "Стрижка", "when": "x"},
+                dedup_key=BookingService.reminder_key(uuid.UUID(booking.id), 45),
+                not_before=start - timedelta(minutes=45),
+            ),
+        )
+        assert queued
+    finally:
+        await conn.close()
+    rows = await outbox(platform.pg_dsn, platform.secrets.data_key, booking.id)
+    assert {k for k in rows if ":reminder:" in k} == {
+        f"{prefix}:reminder:1440",
+        f"{prefix}:reminder:120",
+        f"{prefix}:reminder:45",
+    }
+    await shop.client.CancelBooking(
+        pb.CancelBookingRequest(booking_id=booking.id), metadata=client.metadata
+    )
+    rows = await outbox(platform.pg_dsn, platform.secrets.data_key, booking.id)
+    assert set(rows) == {f"{prefix}:confirmed", f"{prefix}:created", f"{prefix}:cancelled"}

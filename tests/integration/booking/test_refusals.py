@@ -20,7 +20,7 @@ from tests.integration.booking.booking_support import (
     ts,
     working_day,
 )
-from tests.support.api import Api, error_info
+from tests.support.api import Api, error_info, field_violations
 
 
 async def _refused(call: object) -> grpc.aio.AioRpcError:
@@ -230,7 +230,9 @@ async def test_day_off_and_lunch_change_availability_at_once(api: Api) -> None:
     exc = await _refused(
         shop.masters.SetDayOff(pb.SetDayOffRequest(date=past.isoformat()), metadata=md)
     )
-    assert reason_of(exc) == "INVALID_TIME_RANGE"
+    assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(exc) == "INVALID_FIELDS"
+    assert field_violations(exc) == [("date", "INVALID_FIELD")]
 
     # Lunch: over the booking is refused; elsewhere it moves the free slots at once.
     exc = await _refused(
@@ -436,3 +438,61 @@ async def test_service_option_changes_apply_to_new_bookings_only(api: Api) -> No
             duration_minutes=60,
             active=True,
         )
+
+
+async def test_a_deactivated_master_no_longer_sees_or_cancels_their_bookings(
+    api: Api, platform: Platform
+) -> None:
+    shop = Booking(api)
+    boss = await shop.boss()
+    master = await shop.new_master("Уволен")
+    client = await shop.user()
+    day = working_day()
+    booking = await shop.book(client, master.master.id, local(day, "10:00"))
+    manual = await shop.masters.CreateManualBooking(
+        pb.CreateManualBookingRequest(
+            service_id="haircut",
+            start_time=ts(local(day, "15:00")),
+            client_name="По телефону",
+            client_phone="89001112233",
+        ),
+        metadata=master.session.metadata,
+    )
+    md = master.session.metadata
+    seen = await shop.client.GetBooking(
+        pb.GetBookingRequest(booking_id=manual.booking.id), metadata=md
+    )
+    assert seen.booking.client_phone == "89001112233"
+    await shop.admin.UpdateMaster(
+        pb.UpdateMasterRequest(
+            master=pb.Master(id=master.master.id, active=False),
+            update_mask=FieldMask(paths=["active"]),
+        ),
+        metadata=boss.metadata,
+    )
+    # GetBooking and CancelBooking are open to every user: the booking's side decides, and
+    # the master side needs an active profile.
+    for target in (booking.id, manual.booking.id):
+        exc = await _refused(
+            shop.client.GetBooking(pb.GetBookingRequest(booking_id=target), metadata=md)
+        )
+        assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert reason_of(exc) == "NOT_YOUR_BOOKING"
+        exc = await _refused(
+            shop.client.CancelBooking(
+                pb.CancelBookingRequest(booking_id=target, reason="ухожу"), metadata=md
+            )
+        )
+        assert reason_of(exc) == "NOT_YOUR_BOOKING"
+        events = await audit(platform.pg_dsn, f"booking:{target}")
+        denied = [attrs for actor, action, attrs in events if action == "access.denied"]
+        assert denied == [{"reason": "NOT_YOUR_BOOKING"}] * 2
+    # Nothing was cancelled; the client still sees and may cancel their own booking.
+    own = await shop.client.GetBooking(
+        pb.GetBookingRequest(booking_id=booking.id), metadata=client.metadata
+    )
+    assert own.booking.status == pb.BOOKING_STATUS_ACTIVE
+    done = await shop.client.CancelBooking(
+        pb.CancelBookingRequest(booking_id=booking.id), metadata=client.metadata
+    )
+    assert done.booking.cancelled_by == pb.BOOKING_ACTOR_CLIENT

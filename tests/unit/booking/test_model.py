@@ -1,9 +1,9 @@
 """Booking's pure types and helpers: parsing, validation, wall clock <-> instants, manual-booking
-schedule checks, busy-interval merging."""
+schedule checks (schedule_refusal), busy-interval merging (BusySet)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -14,7 +14,6 @@ from server.booking.model import (
     DEFAULT_LUNCH,
     DEFAULT_WORKING_HOURS,
     Actor,
-    Booking,
     BookingSource,
     BookingStatus,
     BusySet,
@@ -25,7 +24,6 @@ from server.booking.model import (
     SlotRefusal,
     WorkingHours,
     date_range,
-    fits_schedule,
     format_hhmm,
     format_local,
     format_when,
@@ -33,7 +31,6 @@ from server.booking.model import (
     local_day_bounds,
     local_instant,
     lunch_overlaps,
-    merge_intervals,
     parse_date,
     parse_hhmm,
     range_bounds,
@@ -94,36 +91,16 @@ def test_master_hours_on() -> None:
     assert master().hours_on(7) is None
 
 
+def fits(
+    *, tz: ZoneInfo, master: Master, days_off: Collection[date], start: datetime, end: datetime
+) -> bool:
+    """Does a manual booking fit the schedule (no refusal)?"""
+    return schedule_refusal(tz=tz, master=master, days_off=days_off, start=start, end=end) is None
+
+
 def test_service_option_duration() -> None:
     option = ServiceOption("haircut_beard", "Стрижка + борода", 90, 220000, "RUB", True, 3)
     assert option.duration == timedelta(minutes=90)
-
-
-def test_booking_is_upcoming() -> None:
-    booking = Booking(
-        id=UUID(int=3),
-        master_id=UUID(int=1),
-        master_display_name="Марина",
-        service_id="haircut",
-        service_name="Стрижка",
-        start=utc(2026, 11, 25, 7),
-        end=utc(2026, 11, 25, 8),
-        status=BookingStatus.ACTIVE,
-        source=BookingSource.CLIENT,
-        client_user_id=UUID(int=4),
-        client_name="Иван",
-        client_phone=None,
-        price_minor_units=150000,
-        currency_code="RUB",
-        create_time=utc(2026, 11, 20),
-        cancel_time=None,
-        cancelled_by=None,
-        cancel_reason="",
-    )
-    assert booking.is_upcoming(utc(2026, 11, 25, 7, 59))
-    assert not booking.is_upcoming(utc(2026, 11, 25, 8))
-    cancelled = replace(booking, status=BookingStatus.CANCELLED)
-    assert not cancelled.is_upcoming(utc(2026, 11, 20))
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -353,7 +330,7 @@ def test_local_formats() -> None:
     assert local_date(utc(2026, 11, 25, 20, 59), MOSCOW) == WEDNESDAY
 
 
-# --- manual bookings: fits_schedule -----------------------------------------------------------
+# --- manual bookings: schedule_refusal --------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -380,31 +357,28 @@ def test_schedule_refusal(start: datetime, end: datetime, expected: SlotRefusal 
     days_off = {date(2026, 11, 27)}
     got = schedule_refusal(tz=MOSCOW, master=master(), days_off=days_off, start=start, end=end)
     assert got is expected
-    assert fits_schedule(tz=MOSCOW, master=master(), days_off=days_off, start=start, end=end) is (
-        expected is None
-    )
 
 
-def test_fits_schedule_without_lunch_and_changed_lunch() -> None:
+def test_manual_fits_schedule_without_lunch_and_changed_lunch() -> None:
     start, end = msk(WEDNESDAY, 13, 10), msk(WEDNESDAY, 13, 50)
-    assert fits_schedule(tz=MOSCOW, master=master(lunch=None), days_off=(), start=start, end=end)
+    assert fits(tz=MOSCOW, master=master(lunch=None), days_off=(), start=start, end=end)
     changed = master(lunch=MinuteRange(15 * 60, 15 * 60 + 30))
-    assert fits_schedule(tz=MOSCOW, master=changed, days_off=(), start=start, end=end)
-    assert not fits_schedule(
+    assert fits(tz=MOSCOW, master=changed, days_off=(), start=start, end=end)
+    assert not fits(
         tz=MOSCOW, master=changed, days_off=(), start=msk(WEDNESDAY, 15, 20), end=msk(WEDNESDAY, 16)
     )
 
 
-def test_fits_schedule_uses_the_local_day_of_the_start() -> None:
+def test_manual_fits_schedule_uses_the_local_day_of_the_start() -> None:
     # 06:30 UTC Wednesday is 09:30 Moscow (before work); 07:30 UTC is 10:30 (fits).
-    assert not fits_schedule(
+    assert not fits(
         tz=MOSCOW,
         master=master(),
         days_off=(),
         start=utc(2026, 11, 25, 6, 30),
         end=utc(2026, 11, 25, 7, 30),
     )
-    assert fits_schedule(
+    assert fits(
         tz=MOSCOW,
         master=master(),
         days_off=(),
@@ -424,26 +398,26 @@ def test_fits_schedule_uses_the_local_day_of_the_start() -> None:
     )
 
 
-def test_fits_schedule_on_a_dst_day() -> None:
+def test_manual_fits_schedule_on_a_dst_day() -> None:
     # Saturday 2026-03-28 is an ordinary Berlin day at +01:00; Monday 2026-10-26 too.
-    assert fits_schedule(
+    assert fits(
         tz=BERLIN, master=master(), days_off=(), start=utc(2026, 3, 28, 9), end=utc(2026, 3, 28, 10)
     )
-    assert not fits_schedule(
+    assert not fits(
         tz=BERLIN,
         master=master(),
         days_off=(),
         start=utc(2026, 3, 28, 8, 30),
         end=utc(2026, 3, 28, 9, 30),
     )
-    assert fits_schedule(
+    assert fits(
         tz=BERLIN, master=master(), days_off=(), start=utc(2026, 7, 6, 8), end=utc(2026, 7, 6, 9)
     )
 
 
-def test_fits_schedule_refuses_naive_times() -> None:
+def test_manual_fits_schedule_refuses_naive_times() -> None:
     with pytest.raises(ValueError, match="aware"):
-        fits_schedule(
+        fits(
             tz=MOSCOW,
             master=master(),
             days_off=(),
@@ -474,14 +448,18 @@ def test_lunch_overlaps() -> None:
 # --- busy intervals ---------------------------------------------------------------------------
 
 
-def test_merge_intervals() -> None:
+def test_busy_set_merges_overlapping_and_touching_intervals() -> None:
     a = Interval(utc(2026, 1, 1, 10), utc(2026, 1, 1, 11))
     b = Interval(utc(2026, 1, 1, 10, 30), utc(2026, 1, 1, 12))
     c = Interval(utc(2026, 1, 1, 12), utc(2026, 1, 1, 13))  # touches b: merged
     d = Interval(utc(2026, 1, 1, 14), utc(2026, 1, 1, 15))
     e = Interval(utc(2026, 1, 1, 14, 10), utc(2026, 1, 1, 14, 20))  # inside d
-    assert merge_intervals([d, c, e, a, b]) == (Interval(a.start, c.end), d)
-    assert merge_intervals([]) == ()
+    busy = BusySet([d, c, e, a, b])
+    assert len(busy) == 2  # [10:00, 13:00) and [14:00, 15:00)
+    assert busy.overlaps(utc(2026, 1, 1, 12, 59), utc(2026, 1, 1, 13, 30))
+    assert not busy.overlaps(utc(2026, 1, 1, 13), utc(2026, 1, 1, 14))
+    assert busy.overlaps(utc(2026, 1, 1, 14, 50), utc(2026, 1, 1, 16))
+    assert len(BusySet([])) == 0
 
 
 def test_busy_set_overlaps() -> None:

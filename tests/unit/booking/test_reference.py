@@ -1,4 +1,4 @@
-"""free_slots / slot_is_free against a brute-force reference that walks every real minute of the
+"""free_slots / slot_refusal against a brute-force reference that walks every real minute of the
 day and reads its wall clock: random masters, lunches, busy intervals, now, steps and durations,
 on ordinary and daylight-saving days in several zones (fixed seed, so failures reproduce)."""
 
@@ -18,7 +18,7 @@ from server.booking.model import (
     MinuteRange,
     WorkingHours,
     free_slots,
-    slot_is_free,
+    slot_refusal,
 )
 
 MINUTE = timedelta(minutes=1)
@@ -147,11 +147,11 @@ def test_free_slots_match_the_reference(seed: int) -> None:
         context = (zone, day, hours, lunch, busy, duration, step, now)
         assert got == expected, context
         assert all(slot.end == slot.start + duration for slot in result.slots)
-        # slot_is_free agrees on every listed start and on the minutes around them.
+        # slot_refusal finds nothing wrong exactly with every listed start, judging and on the minutes around them.
         free = {start for start, _ in expected}
         probes = set(free) | {start + MINUTE for start in free} | {start - step for start in free}
         for probe in probes:
-            verdict = slot_is_free(
+            refusal = slot_refusal(
                 day=day,
                 tz=tz,
                 master=who,
@@ -162,4 +162,4 @@ def test_free_slots_match_the_reference(seed: int) -> None:
                 now=now,
                 start=probe,
             )
-            assert verdict == (probe in free), (probe, context)
+            assert (refusal is None) == (probe in free), (probe, refusal, context)

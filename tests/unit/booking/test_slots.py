@@ -21,7 +21,6 @@ from server.booking.model import (
     WorkingHours,
     free_slots,
     free_slots_range,
-    slot_is_free,
     slot_refusal,
 )
 
@@ -512,7 +511,7 @@ def test_empty_range_when_last_before_first() -> None:
     assert result == ()
 
 
-# --- slot_is_free / slot_refusal --------------------------------------------------------------
+# --- slot_refusal --------------------------------------------------------------------------
 
 
 def refusal(start: datetime, **kwargs: object) -> SlotRefusal | None:
@@ -539,21 +538,11 @@ def test_every_listed_slot_is_free() -> None:
         result = slots(day, tz=tz, who=who)
         assert result.slots
         for slot in result.slots:
-            assert slot_is_free(
-                day=day,
-                tz=tz,
-                master=who,
-                day_off=False,
-                busy=(),
-                duration=HOUR,
-                step=HOUR,
-                now=LONG_AGO,
-                start=slot.start,
-            )
+            assert refusal(slot.start, tz=tz, master=who, day=day) is None
             assert refusal(slot.start, tz=tz, master=who) is None
 
 
-def test_slot_is_free_agrees_with_free_slots_minute_by_minute() -> None:
+def test_slot_refusal_agrees_with_free_slots_minute_by_minute() -> None:
     cases = [
         (WEDNESDAY, MOSCOW, master(), [Interval(msk(WEDNESDAY, 15, 30), msk(WEDNESDAY, 16, 10))]),
         (FALL, BERLIN, master(hours=every_day(0, 24 * 60), lunch=MinuteRange(600, 660)), []),
@@ -561,7 +550,7 @@ def test_slot_is_free_agrees_with_free_slots_minute_by_minute() -> None:
     ]
     for day, tz, who, busy in cases:
         now = datetime(day.year, day.month, day.day, 6, tzinfo=tz)
-        kwargs = {"day": day, "tz": tz, "master": who, "day_off": False, "busy": busy, "now": now}
+        kwargs = {"day": day, "tz": tz, "master": who, "busy": busy, "now": now}
         free = {
             slot.start
             for slot in slots(
@@ -573,8 +562,8 @@ def test_slot_is_free_agrees_with_free_slots_minute_by_minute() -> None:
         instant = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC) - 3 * HOUR
         end = instant + timedelta(hours=30)
         while instant < end:
-            verdict = slot_is_free(step=HALF, duration=HOUR, start=instant, **kwargs)  # type: ignore[arg-type]
-            assert verdict == (instant in free), instant
+            verdict = refusal(instant, step=HALF, **kwargs)
+            assert (verdict is None) == (instant in free), (instant, verdict)
             instant += timedelta(minutes=5)
 
 
@@ -614,6 +603,6 @@ def test_refusal_of_the_gap_and_repeated_hour() -> None:
     assert refusal(utc(2026, 10, 25, 1), tz=BERLIN, master=who) is None
 
 
-def test_slot_is_free_rejects_a_naive_start() -> None:
+def test_slot_refusal_rejects_a_naive_start() -> None:
     with pytest.raises(ValueError, match="aware"):
         refusal(datetime(2026, 11, 25, 10))

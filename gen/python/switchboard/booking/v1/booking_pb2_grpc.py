@@ -53,6 +53,9 @@ class BookingServiceStub:
     LUNCH_OVERLAPS_BOOKINGS FAILED_PRECONDITION  SetLunchBreak: active future bookings overlap it
     CANCEL_REASON_REQUIRED  INVALID_ARGUMENT     a master cancels without a reason
     INVALID_TIME_RANGE      INVALID_ARGUMENT     an end not after its start, a range too long
+    INVALID_FIELDS          INVALID_ARGUMENT     a field breaks its rule (google.rpc.BadRequest
+    names it): a malformed value, a blank name,
+    SetDayOff on a date that has passed
     NOT_YOUR_BOOKING        PERMISSION_DENIED    the booking is neither the caller's nor their client's
     NOT_A_MASTER            PERMISSION_DENIED    the master view needs a master profile
     """
@@ -138,6 +141,9 @@ class BookingServiceServicer:
     LUNCH_OVERLAPS_BOOKINGS FAILED_PRECONDITION  SetLunchBreak: active future bookings overlap it
     CANCEL_REASON_REQUIRED  INVALID_ARGUMENT     a master cancels without a reason
     INVALID_TIME_RANGE      INVALID_ARGUMENT     an end not after its start, a range too long
+    INVALID_FIELDS          INVALID_ARGUMENT     a field breaks its rule (google.rpc.BadRequest
+    names it): a malformed value, a blank name,
+    SetDayOff on a date that has passed
     NOT_YOUR_BOOKING        PERMISSION_DENIED    the booking is neither the caller's nor their client's
     NOT_A_MASTER            PERMISSION_DENIED    the master view needs a master profile
     """
@@ -295,6 +301,9 @@ class BookingService:
     LUNCH_OVERLAPS_BOOKINGS FAILED_PRECONDITION  SetLunchBreak: active future bookings overlap it
     CANCEL_REASON_REQUIRED  INVALID_ARGUMENT     a master cancels without a reason
     INVALID_TIME_RANGE      INVALID_ARGUMENT     an end not after its start, a range too long
+    INVALID_FIELDS          INVALID_ARGUMENT     a field breaks its rule (google.rpc.BadRequest
+    names it): a malformed value, a blank name,
+    SetDayOff on a date that has passed
     NOT_YOUR_BOOKING        PERMISSION_DENIED    the booking is neither the caller's nor their client's
     NOT_A_MASTER            PERMISSION_DENIED    the master view needs a master profile
     """

@@ -54,6 +54,9 @@ class BookingServiceStub:
       LUNCH_OVERLAPS_BOOKINGS FAILED_PRECONDITION  SetLunchBreak: active future bookings overlap it
       CANCEL_REASON_REQUIRED  INVALID_ARGUMENT     a master cancels without a reason
       INVALID_TIME_RANGE      INVALID_ARGUMENT     an end not after its start, a range too long
+      INVALID_FIELDS          INVALID_ARGUMENT     a field breaks its rule (google.rpc.BadRequest
+                                                   names it): a malformed value, a blank name,
+                                                   SetDayOff on a date that has passed
       NOT_YOUR_BOOKING        PERMISSION_DENIED    the booking is neither the caller's nor their client's
       NOT_A_MASTER            PERMISSION_DENIED    the master view needs a master profile
     """
@@ -121,6 +124,9 @@ class BookingServiceAsyncStub(BookingServiceStub):
       LUNCH_OVERLAPS_BOOKINGS FAILED_PRECONDITION  SetLunchBreak: active future bookings overlap it
       CANCEL_REASON_REQUIRED  INVALID_ARGUMENT     a master cancels without a reason
       INVALID_TIME_RANGE      INVALID_ARGUMENT     an end not after its start, a range too long
+      INVALID_FIELDS          INVALID_ARGUMENT     a field breaks its rule (google.rpc.BadRequest
+                                                   names it): a malformed value, a blank name,
+                                                   SetDayOff on a date that has passed
       NOT_YOUR_BOOKING        PERMISSION_DENIED    the booking is neither the caller's nor their client's
       NOT_A_MASTER            PERMISSION_DENIED    the master view needs a master profile
     """
@@ -184,6 +190,9 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
       LUNCH_OVERLAPS_BOOKINGS FAILED_PRECONDITION  SetLunchBreak: active future bookings overlap it
       CANCEL_REASON_REQUIRED  INVALID_ARGUMENT     a master cancels without a reason
       INVALID_TIME_RANGE      INVALID_ARGUMENT     an end not after its start, a range too long
+      INVALID_FIELDS          INVALID_ARGUMENT     a field breaks its rule (google.rpc.BadRequest
+                                                   names it): a malformed value, a blank name,
+                                                   SetDayOff on a date that has passed
       NOT_YOUR_BOOKING        PERMISSION_DENIED    the booking is neither the caller's nor their client's
       NOT_A_MASTER            PERMISSION_DENIED    the master view needs a master profile
     """
