@@ -171,6 +171,7 @@ _BOOKING_RU: dict[str, str] = {
     ),
     "reason.cancel_reason_required": "Укажите причину отмены.",
     "reason.invalid_time_range": "Неверный интервал времени.",
+    "reason.invalid_fields": "Проверьте данные: например, дата не может быть в прошлом.",
     "reason.not_your_booking": "Это не ваша запись.",
 }
 
@@ -194,6 +195,7 @@ REASONS: Mapping[str, str] = {
     "LUNCH_OVERLAPS_BOOKINGS": "reason.lunch_overlaps_bookings",
     "CANCEL_REASON_REQUIRED": "reason.cancel_reason_required",
     "INVALID_TIME_RANGE": "reason.invalid_time_range",
+    "INVALID_FIELDS": "reason.invalid_fields",
     "NOT_YOUR_BOOKING": "reason.not_your_booking",
     "NOT_A_MASTER": "master_only",
     # The access policy refusing a MasterService call (the "booking.master" role).
