@@ -365,6 +365,12 @@ async def _send(query: CallbackQuery, text: str, markup: Markup = None) -> None:
         await query.bot.send_message(query.from_user.id, fit_message(text), reply_markup=markup)
 
 
+async def _answer(message: Message, screen: tuple[str, Markup]) -> None:
+    """Answers a command with a screen (its text and keyboard)."""
+    text, markup = screen
+    await message.answer(text, reply_markup=markup)
+
+
 async def _alert(query: CallbackQuery, text: str) -> None:
     await query.answer(text, show_alert=True)
 
@@ -419,6 +425,31 @@ async def stale(query: CallbackQuery, t: Texts) -> None:
     await _alert(query, t("stale"))
 
 
+async def _day(query: CallbackQuery, t: Texts, code: str) -> date | None:
+    """The local date of a button's day code; None (the button refused as stale) when it is
+    malformed."""
+    try:
+        return parse_day(code)
+    except ValueError:
+        await stale(query, t)
+        return None
+
+
+async def _master_day(
+    query: CallbackQuery, platform: Platform, t: Texts, code: str
+) -> tuple[Stubs, pb.GetBookingProfileResponse, date] | None:
+    """A master's button about one date: the stubs, the master's profile and the date; None
+    when the day code is stale or the caller is no master (they have been told)."""
+    day = await _day(query, t, code)
+    if day is None:
+        return None
+    stubs = Stubs(platform)
+    profile = await _master(stubs, t, query)
+    if profile is None:
+        return None
+    return stubs, profile, day
+
+
 async def on_menu(
     query: CallbackQuery, callback_data: Menu, platform: Platform, t: Texts, state: FSMContext
 ) -> None:
@@ -444,8 +475,7 @@ async def on_menu(
 
 async def book(message: Message, platform: Platform, t: Texts, state: FSMContext) -> None:
     await state.clear()
-    text, markup = await _masters_screen(Stubs(platform), t)
-    await message.answer(text, reply_markup=markup)
+    await _answer(message, await _masters_screen(Stubs(platform), t))
 
 
 async def _masters_screen(stubs: Stubs, t: Texts) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -507,10 +537,8 @@ async def on_client_date(
     query: CallbackQuery, callback_data: ClientDate, platform: Platform, t: Texts
 ) -> None:
     m, s = callback_data.m, callback_data.s
-    try:
-        day = parse_day(callback_data.d)
-    except ValueError:
-        await stale(query, t)
+    day = await _day(query, t, callback_data.d)
+    if day is None:
         return
     stubs = Stubs(platform)
     master_id = expand_uuid(m)
@@ -588,8 +616,7 @@ async def on_client_confirm(
 
 async def my_booking(message: Message, platform: Platform, t: Texts, state: FSMContext) -> None:
     await state.clear()
-    text, markup = await _my_screen(Stubs(platform), t)
-    await message.answer(text, reply_markup=markup)
+    await _answer(message, await _my_screen(Stubs(platform), t))
 
 
 async def _my_screen(stubs: Stubs, t: Texts) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -628,8 +655,7 @@ async def today(message: Message, platform: Platform, t: Texts, state: FSMContex
     if profile is None:
         return
     day = datetime.now(zone(profile.time_zone)).date()
-    text, markup = await _day_screen(stubs, t, day, profile.time_zone)
-    await message.answer(text, reply_markup=markup)
+    await _answer(message, await _day_screen(stubs, t, day, profile.time_zone))
 
 
 async def _day_screen(
@@ -671,15 +697,10 @@ async def week(message: Message, platform: Platform, t: Texts, state: FSMContext
 async def on_master_day(
     query: CallbackQuery, callback_data: MasterDay, platform: Platform, t: Texts
 ) -> None:
-    try:
-        day = parse_day(callback_data.d)
-    except ValueError:
-        await stale(query, t)
+    found = await _master_day(query, platform, t, callback_data.d)
+    if found is None:
         return
-    stubs = Stubs(platform)
-    profile = await _master(stubs, t, query)
-    if profile is None:
-        return
+    stubs, profile, day = found
     await _show(query, *await _day_screen(stubs, t, day, profile.time_zone))
     await query.answer()
 
@@ -756,15 +777,10 @@ async def day_off(message: Message, platform: Platform, t: Texts, state: FSMCont
 async def on_day_off(
     query: CallbackQuery, callback_data: DayOffToggle, platform: Platform, t: Texts
 ) -> None:
-    try:
-        day = parse_day(callback_data.d)
-    except ValueError:
-        await stale(query, t)
+    found = await _master_day(query, platform, t, callback_data.d)
+    if found is None:
         return
-    stubs = Stubs(platform)
-    profile = await _master(stubs, t, query)
-    if profile is None:
-        return
+    stubs, profile, day = found
     label = day_label(day, year=True)
     if callback_data.off:
         try:
@@ -857,8 +873,7 @@ async def manual(message: Message, platform: Platform, t: Texts, state: FSMConte
     stubs = Stubs(platform)
     if await _master(stubs, t, message) is None:
         return
-    text, markup = await _manual_services_screen(stubs, t)
-    await message.answer(text, reply_markup=markup)
+    await _answer(message, await _manual_services_screen(stubs, t))
 
 
 async def on_manual_service(
@@ -886,15 +901,10 @@ async def on_manual_service(
 async def on_manual_date(
     query: CallbackQuery, callback_data: ManualDate, platform: Platform, t: Texts
 ) -> None:
-    try:
-        day = parse_day(callback_data.d)
-    except ValueError:
-        await stale(query, t)
+    found = await _master_day(query, platform, t, callback_data.d)
+    if found is None:
         return
-    stubs = Stubs(platform)
-    profile = await _master(stubs, t, query)
-    if profile is None:
-        return
+    stubs, profile, day = found
     s = callback_data.s
     service = await stubs.service(s)
     slots = await stubs.day_slots(profile.master.id, s, day)

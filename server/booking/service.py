@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -84,6 +85,12 @@ COMPLETED = Counter("booking_completed_total", "Bookings marked completed by the
 # How long GetAvailability trusts its in-process copy of the menu (UpdateServiceOption on this
 # replica refreshes it at once; bookings always read the menu from PostgreSQL).
 MENU_TTL_S = 5.0
+
+# The largest page a list call returns, whatever page_size asks.
+MAX_PAGE_SIZE = 200
+
+_P = TypeVar("_P")  # a keyset position
+_R = TypeVar("_R")  # a listed row
 
 Outbox = Callable[[asyncpg.Connection, Notice], Awaitable[bool]]
 # Drops the still-pending notices whose dedup key starts with a prefix (in the transaction).
@@ -185,6 +192,104 @@ def _refusal_error(refusal: SlotRefusal) -> DomainError:
         domain=D,
         metadata={"why": refusal.value},
     )
+
+
+def _race_refusal(exc: Exception) -> DomainError:
+    """A create call's refusal after a lost race that no retry of the request won."""
+    return _slot_taken() if isinstance(exc, SlotTaken) else _key_reused()
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What a create call asks for: a retry of its request_id is answered with the first
+    booking only when that booking matches it."""
+
+    user_id: UUID
+    request_id: UUID | None
+    master_id: UUID | None  # None: any master
+    service_id: str
+    start: datetime
+    source: BookingSource
+
+    def replay(self, prior: StoredBooking) -> Booking:
+        """A retried request: the first result when the parameters match, else a refusal."""
+        booking = prior.booking
+        if (
+            booking.source is not self.source
+            or booking.service_id != self.service_id
+            or booking.start != self.start
+            or (self.master_id is not None and booking.master_id != self.master_id)
+        ):
+            raise _key_reused()
+        return booking
+
+
+async def _counted(creating: Awaitable[tuple[Booking, bool]]) -> Booking:
+    """Awaits a create call and counts its result: created, replayed, or refused (a reason)."""
+    try:
+        booking, replayed = await creating
+    except DomainError as exc:
+        ATTEMPTS.labels("refused", exc.reason).inc()
+        raise
+    ATTEMPTS.labels("replayed" if replayed else "created", "").inc()
+    return booking
+
+
+def _notice(
+    user_id: UUID,
+    template: str,
+    params: dict[str, str],
+    *,
+    dedup_key: str,
+    not_before: datetime | None = None,
+) -> Notice:
+    """A notice to a booking participant: in their private chat with the booking bot."""
+    return Notice(
+        recipient=ToUserViaBot(user_id, bot=BOT, default_language=NOTICE_LANGUAGE),
+        channel=Channel.TELEGRAM,
+        template=template,
+        params=params,
+        dedup_key=dedup_key,
+        not_before=not_before,
+    )
+
+
+def _about(booking: Booking, when: str, *, to: Actor) -> dict[str, str]:
+    """What a notice to one side of the booking names: the other side, the service, when."""
+    if to is Actor.CLIENT:
+        return {
+            "master": booking.master_display_name,
+            "service": booking.service_name,
+            "when": when,
+        }
+    return {"client": booking.client_name, "service": booking.service_name, "when": when}
+
+
+def _page_size(requested: int) -> int:
+    return min(paging.page_size(requested), MAX_PAGE_SIZE)
+
+
+def _after(page_token: str, position: Callable[[dict[str, Any]], _P]) -> _P | None:
+    """The keyset position a page token carries (None: the first page); INVALID_PAGE_TOKEN
+    when it is malformed or its cursor does not read as one."""
+    cursor = paging.decode(page_token)
+    if cursor is None:
+        return None
+    try:
+        return position(cursor)
+    except (KeyError, ValueError, TypeError):
+        raise paging.invalid_token(domain=D) from None
+
+
+def _page(
+    rows: list[_R], size: int, cursor: Callable[[_R], dict[str, Any]]
+) -> tuple[list[_R], str]:
+    """The first `size` of the rows (fetched `size + 1`) and the token of the next page (empty
+    on the last one): the cursor of the page's last row."""
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    return rows, paging.encode(cursor(rows[-1]))
 
 
 def _user(principal: Principal) -> UserPrincipal:
@@ -298,20 +403,10 @@ class BookingService:
     async def list_masters(
         self, page_size: int, page_token: str, *, active_only: bool = True
     ) -> tuple[list[Master], str]:
-        size = min(paging.page_size(page_size), 200)
-        cursor = paging.decode(page_token)
-        after: tuple[str, UUID] | None = None
-        if cursor is not None:
-            try:
-                after = (str(cursor["n"]), UUID(str(cursor["i"])))
-            except (KeyError, ValueError):
-                raise paging.invalid_token(domain=D) from None
+        size = _page_size(page_size)
+        after = _after(page_token, lambda c: (str(c["n"]), UUID(str(c["i"]))))
         masters = await self._repo.list_masters(after, size + 1, active_only=active_only)
-        token = ""
-        if len(masters) > size:
-            masters = masters[:size]
-            token = paging.encode({"n": masters[-1].display_name, "i": str(masters[-1].id)})
-        return masters, token
+        return _page(masters, size, lambda m: {"n": m.display_name, "i": str(m.id)})
 
     async def get_master(self, master_id: UUID) -> Master:
         master = await self._repo.get_master(master_id)
@@ -322,20 +417,10 @@ class BookingService:
     async def list_services(
         self, page_size: int, page_token: str
     ) -> tuple[list[ServiceOption], str]:
-        size = min(paging.page_size(page_size), 200)
-        cursor = paging.decode(page_token)
-        after: tuple[int, str] | None = None
-        if cursor is not None:
-            try:
-                after = (int(cursor["p"]), str(cursor["i"]))
-            except (KeyError, ValueError, TypeError):
-                raise paging.invalid_token(domain=D) from None
+        size = _page_size(page_size)
+        after = _after(page_token, lambda c: (int(c["p"]), str(c["i"])))
         services = await self._repo.list_services(after, size + 1, active_only=True)
-        token = ""
-        if len(services) > size:
-            services = services[:size]
-            token = paging.encode({"p": services[-1].position, "i": services[-1].id})
-        return services, token
+        return _page(services, size, lambda s: {"p": s.position, "i": s.id})
 
     async def _active_service(self, service_id: str) -> ServiceOption:
         service = await self._repo.get_service(service_id) if service_id else None
@@ -408,30 +493,18 @@ class BookingService:
     def _notices_for_new(self, booking: Booking, master_user_id: UUID) -> list[Notice]:
         assert booking.client_user_id is not None
         when = model.format_when(booking.start, self._tz)
-        client = ToUserViaBot(booking.client_user_id, bot=BOT, default_language=NOTICE_LANGUAGE)
-        master = ToUserViaBot(master_user_id, bot=BOT, default_language=NOTICE_LANGUAGE)
-        to_client = {
-            "master": booking.master_display_name,
-            "service": booking.service_name,
-            "when": when,
-        }
+        to_client = _about(booking, when, to=Actor.CLIENT)
         notices = [
-            Notice(
-                recipient=client,
-                channel=Channel.TELEGRAM,
-                template="booking.confirmed",
-                params=to_client,
+            _notice(
+                booking.client_user_id,
+                "booking.confirmed",
+                to_client,
                 dedup_key=f"booking:{booking.id}:confirmed",
             ),
-            Notice(
-                recipient=master,
-                channel=Channel.TELEGRAM,
-                template="booking.created",
-                params={
-                    "client": booking.client_name,
-                    "service": booking.service_name,
-                    "when": when,
-                },
+            _notice(
+                master_user_id,
+                "booking.created",
+                _about(booking, when, to=Actor.MASTER),
                 dedup_key=f"booking:{booking.id}:created",
             ),
         ]
@@ -441,11 +514,10 @@ class BookingService:
             if due <= now:
                 continue
             notices.append(
-                Notice(
-                    recipient=client,
-                    channel=Channel.TELEGRAM,
-                    template="booking.reminder",
-                    params=to_client,
+                _notice(
+                    booking.client_user_id,
+                    "booking.reminder",
+                    to_client,
                     dedup_key=self.reminder_key(booking.id, minutes),
                     not_before=due,
                 )
@@ -460,25 +532,63 @@ class BookingService:
     def reminder_key(cls, booking_id: UUID, minutes: int) -> str:
         return f"{cls.reminder_prefix(booking_id)}{minutes}"
 
-    def _replay(
+    async def _prior(self, tx: BookingTx, ask: _Ask) -> Booking | None:
+        """The first booking of a retried request_id (or a refusal when the retry asks for
+        something else); None for a new request."""
+        if ask.request_id is None:
+            return None
+        prior = await tx.booking_by_request(ask.user_id, ask.request_id)
+        return None if prior is None else ask.replay(prior)
+
+    async def _raced(self, ask: _Ask) -> Booking | None:
+        """After a refused insert: a racing retry of the same request may have won, and its
+        booking is the answer then (None: it did not)."""
+        if ask.request_id is None:
+            return None
+        async with self._repo.transaction() as tx:
+            return await self._prior(tx, ask)
+
+    async def _insert(
         self,
-        prior: StoredBooking,
+        tx: BookingTx,
+        principal: Principal,
+        call_id: str,
         *,
-        master_id: UUID | None,
-        service_id: str,
-        start: datetime,
-        source: BookingSource,
-    ) -> Booking:
-        """A retried request: the first result when the parameters match, else a refusal."""
-        booking = prior.booking
-        if (
-            booking.source is not source
-            or booking.service_id != service_id
-            or booking.start != start
-            or (master_id is not None and booking.master_id != master_id)
-        ):
-            raise _key_reused()
-        return booking
+        action: str,
+        ask: _Ask,
+        master_id: UUID,
+        service: ServiceOption,
+        client_user_id: UUID | None,
+        client_name: str | None,
+        client_phone: str | None,
+    ) -> StoredBooking:
+        """Inserts the booking asked for and audits it (in the caller's transaction)."""
+        booking_id = await tx.insert_booking(
+            master_id=master_id,
+            service=service,
+            start=ask.start,
+            end=ask.start + service.duration,
+            source=ask.source,
+            client_user_id=client_user_id,
+            client_name=client_name,
+            client_phone=client_phone,
+            created_by=ask.user_id,
+            request_id=ask.request_id,
+        )
+        stored = await tx.get_booking(booking_id)
+        assert stored is not None
+        await tx.audit(
+            actor=principal.label(),
+            action=action,
+            target=f"booking:{booking_id}",
+            request_id=call_id,
+            attributes={
+                "master_id": str(master_id),
+                "service_id": service.id,
+                "start_time": stored.booking.start.isoformat(),
+            },
+        )
+        return stored
 
     async def create_booking(
         self,
@@ -491,43 +601,21 @@ class BookingService:
         call_id: str,
     ) -> Booking:
         user = _user(principal)
-        try:
-            booking, replayed = await self._create_booking(
-                principal, user, master_id, service_id, start, request_id, call_id
-            )
-        except DomainError as exc:
-            ATTEMPTS.labels("refused", exc.reason).inc()
-            raise
-        ATTEMPTS.labels("replayed" if replayed else "created", "").inc()
-        return booking
+        ask = _Ask(user.user_id, request_id, master_id, service_id, start, BookingSource.CLIENT)
+        return await _counted(self._create_booking(principal, master_id, ask, call_id))
 
     async def _create_booking(
-        self,
-        principal: Principal,
-        user: UserPrincipal,
-        master_id: UUID,
-        service_id: str,
-        start: datetime,
-        request_id: UUID | None,
-        call_id: str,
+        self, principal: Principal, master_id: UUID, ask: _Ask, call_id: str
     ) -> tuple[Booking, bool]:
         """The booking, and whether it is a replay (an earlier call with this request_id)."""
-        service = await self._active_service(service_id)
+        start = ask.start
+        service = await self._active_service(ask.service_id)
         day = model.local_date(start, self._tz)
         bounds = model.local_day_bounds(day, self._tz)
         try:
             async with self._repo.transaction() as tx:
-                if request_id is not None:
-                    prior = await tx.booking_by_request(user.user_id, request_id)
-                    if prior is not None:
-                        replay = self._replay(
-                            prior,
-                            master_id=master_id,
-                            service_id=service_id,
-                            start=start,
-                            source=BookingSource.CLIENT,
-                        )
-                        return replay, True
+                if (replay := await self._prior(tx, ask)) is not None:
+                    return replay, True
                 master = await tx.lock_master(master_id, exclusive=False)
                 if master is None or not master.active:
                     raise _master_not_found()
@@ -547,61 +635,35 @@ class BookingService:
                     raise SlotTaken  # maybe by a racing retry of this request: see below
                 if refusal is not None:
                     raise _refusal_error(refusal)
-                await tx.complete_past_of_client(user.user_id)
-                booking_id = await tx.insert_booking(
+                await tx.complete_past_of_client(ask.user_id)
+                stored = await self._insert(
+                    tx,
+                    principal,
+                    call_id,
+                    action="booking.created",
+                    ask=ask,
                     master_id=master_id,
                     service=service,
-                    start=start,
-                    end=start + service.duration,
-                    source=BookingSource.CLIENT,
-                    client_user_id=user.user_id,
+                    client_user_id=ask.user_id,
                     client_name=None,
                     client_phone=None,
-                    created_by=user.user_id,
-                    request_id=request_id,
                 )
-                stored = await tx.get_booking(booking_id)
-                assert stored is not None
                 booking = stored.booking
-                await tx.audit(
-                    actor=principal.label(),
-                    action="booking.created",
-                    target=f"booking:{booking.id}",
-                    request_id=call_id,
-                    attributes={
-                        "master_id": str(master_id),
-                        "service_id": service.id,
-                        "start_time": booking.start.isoformat(),
-                    },
-                )
                 for notice in self._notices_for_new(booking, stored.master_user_id):
                     await self._outbox(tx.conn, notice)
                 return booking, False
         except (SlotTaken, ActiveBookingExists, RequestReplayed) as exc:
-            # A racing retry of the same request may have won: it is the answer then.
-            if request_id is not None:
-                async with self._repo.transaction() as tx:
-                    prior = await tx.booking_by_request(user.user_id, request_id)
-                if prior is not None:
-                    replay = self._replay(
-                        prior,
-                        master_id=master_id,
-                        service_id=service_id,
-                        start=start,
-                        source=BookingSource.CLIENT,
-                    )
-                    return replay, True
-            if isinstance(exc, SlotTaken):
-                raise _slot_taken() from None
+            if (replay := await self._raced(ask)) is not None:
+                return replay, True
             if isinstance(exc, ActiveBookingExists):
-                active = await self._repo.active_booking_of(user.user_id)
+                active = await self._repo.active_booking_of(ask.user_id)
                 raise FailedPrecondition(
                     "ACTIVE_BOOKING_EXISTS",
                     "you already have an active booking; cancel it first",
                     domain=D,
                     metadata={"booking_id": str(active.booking.id)} if active else {},
                 ) from None
-            raise _key_reused() from None
+            raise _race_refusal(exc) from None
 
     async def create_manual_booking(
         self,
@@ -614,28 +676,25 @@ class BookingService:
         request_id: UUID | None,
         call_id: str,
     ) -> Booking:
-        try:
-            booking, replayed = await self._create_manual(
-                principal, service_id, start, client_name, client_phone, request_id, call_id
-            )
-        except DomainError as exc:
-            ATTEMPTS.labels("refused", exc.reason).inc()
-            raise
-        ATTEMPTS.labels("replayed" if replayed else "created", "").inc()
-        return booking
+        async def create() -> tuple[Booking, bool]:
+            # The caller is read inside: a call without a user is counted as refused too.
+            user = _user(principal)
+            # Any master matches: a manual booking is the caller's own.
+            ask = _Ask(user.user_id, request_id, None, service_id, start, BookingSource.MANUAL)
+            return await self._create_manual(principal, ask, client_name, client_phone, call_id)
+
+        return await _counted(create())
 
     async def _create_manual(
         self,
         principal: Principal,
-        service_id: str,
-        start: datetime,
+        ask: _Ask,
         client_name: str,
         client_phone: str,
-        request_id: UUID | None,
         call_id: str,
     ) -> tuple[Booking, bool]:
         """The booking, and whether it is a replay (an earlier call with this request_id)."""
-        user = _user(principal)
+        start = ask.start
         name = client_name.strip()
         if not name:
             raise _invalid("client_name", "must not be blank")
@@ -643,23 +702,14 @@ class BookingService:
             async with self._repo.transaction() as tx:
                 # The caller's own master profile, read once and held FOR SHARE (a schedule
                 # edit waits for this booking, and this booking for a running edit).
-                master = await tx.lock_master_of_user(user.user_id, exclusive=False)
+                master = await tx.lock_master_of_user(ask.user_id, exclusive=False)
                 if master is None or not master.active:
                     raise _NoMasterProfile
-                service = await tx.get_service(service_id) if service_id else None
+                service = await tx.get_service(ask.service_id) if ask.service_id else None
                 if service is None or not service.active:
                     raise _service_not_found()
-                if request_id is not None:
-                    prior = await tx.booking_by_request(user.user_id, request_id)
-                    if prior is not None:
-                        replay = self._replay(
-                            prior,
-                            master_id=None,
-                            service_id=service_id,
-                            start=start,
-                            source=BookingSource.MANUAL,
-                        )
-                        return replay, True
+                if (replay := await self._prior(tx, ask)) is not None:
+                    return replay, True
                 end = start + service.duration
                 day = model.local_date(start, self._tz)
                 days_off = await tx.days_off_between(master.id, day, day)
@@ -670,30 +720,17 @@ class BookingService:
                     refusal = SlotRefusal.PAST
                 if refusal is not None:
                     raise _refusal_error(refusal)
-                booking_id = await tx.insert_booking(
+                stored = await self._insert(
+                    tx,
+                    principal,
+                    call_id,
+                    action="booking.manual_created",
+                    ask=ask,
                     master_id=master.id,
                     service=service,
-                    start=start,
-                    end=end,
-                    source=BookingSource.MANUAL,
                     client_user_id=None,
                     client_name=name,
                     client_phone=client_phone.strip(),
-                    created_by=user.user_id,
-                    request_id=request_id,
-                )
-                stored = await tx.get_booking(booking_id)
-                assert stored is not None
-                await tx.audit(
-                    actor=principal.label(),
-                    action="booking.manual_created",
-                    target=f"booking:{booking_id}",
-                    request_id=call_id,
-                    attributes={
-                        "master_id": str(master.id),
-                        "service_id": service.id,
-                        "start_time": start.isoformat(),
-                    },
                 )
                 return stored.booking, False
         except _NoMasterProfile:
@@ -704,21 +741,9 @@ class BookingService:
                 _not_a_master(),
             ) from None
         except (SlotTaken, RequestReplayed, ActiveBookingExists) as exc:
-            if request_id is not None:
-                async with self._repo.transaction() as tx:
-                    prior = await tx.booking_by_request(user.user_id, request_id)
-                if prior is not None:
-                    replay = self._replay(
-                        prior,
-                        master_id=None,
-                        service_id=service_id,
-                        start=start,
-                        source=BookingSource.MANUAL,
-                    )
-                    return replay, True
-            if isinstance(exc, SlotTaken):
-                raise _slot_taken() from None
-            raise _key_reused() from None
+            if (replay := await self._raced(ask)) is not None:
+                return replay, True
+            raise _race_refusal(exc) from None
 
     # --- bookings: read ------------------------------------------------------------------
 
@@ -769,14 +794,10 @@ class BookingService:
             raise _time_range("end_date is before start_date")
         start = model.local_instant(first, 0, self._tz)
         end = model.local_instant(last + timedelta(days=1), 0, self._tz) if last else None
-        size = min(paging.page_size(page_size), 200)
-        cursor = paging.decode(page_token)
-        after: tuple[datetime, UUID] | None = None
-        if cursor is not None:
-            try:
-                after = (datetime.fromisoformat(str(cursor["t"])), UUID(str(cursor["i"])))
-            except (KeyError, ValueError):
-                raise paging.invalid_token(domain=D) from None
+        size = _page_size(page_size)
+        after = _after(
+            page_token, lambda c: (datetime.fromisoformat(str(c["t"])), UUID(str(c["i"])))
+        )
         rows = await self._repo.list_bookings(
             client_user_id=None if master_view else user.user_id,
             master_id=master_id,
@@ -786,13 +807,11 @@ class BookingService:
             after=after,
             limit=size + 1,
         )
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            last_row = rows[-1].booking
-            token = paging.encode({"t": last_row.start.isoformat(), "i": str(last_row.id)})
+        page, token = _page(
+            rows, size, lambda r: {"t": r.booking.start.isoformat(), "i": str(r.booking.id)}
+        )
         # The client view lists the caller's own client bookings: none has a phone (a CHECK).
-        return [r.booking for r in rows], token
+        return [r.booking for r in page], token
 
     async def profile(self, principal: Principal) -> tuple[Master | None, Booking | None]:
         user = _user(principal)
@@ -873,39 +892,24 @@ class BookingService:
         self, tx: BookingTx, booking: Booking, master_user_id: UUID, by: Actor, reason: str
     ) -> None:
         when = model.format_when(booking.start, self._tz)
+        dedup_key = f"booking:{booking.id}:cancelled"
         if by is Actor.CLIENT:
+            to_master = _about(booking, when, to=Actor.MASTER)
             await self._outbox(
                 tx.conn,
-                Notice(
-                    recipient=ToUserViaBot(
-                        master_user_id, bot=BOT, default_language=NOTICE_LANGUAGE
-                    ),
-                    channel=Channel.TELEGRAM,
-                    template="booking.cancelled_by_client",
-                    params={
-                        "client": booking.client_name,
-                        "service": booking.service_name,
-                        "when": when,
-                    },
-                    dedup_key=f"booking:{booking.id}:cancelled",
+                _notice(
+                    master_user_id, "booking.cancelled_by_client", to_master, dedup_key=dedup_key
                 ),
             )
         elif booking.client_user_id is not None:
+            to_client = {**_about(booking, when, to=Actor.CLIENT), "reason": reason}
             await self._outbox(
                 tx.conn,
-                Notice(
-                    recipient=ToUserViaBot(
-                        booking.client_user_id, bot=BOT, default_language=NOTICE_LANGUAGE
-                    ),
-                    channel=Channel.TELEGRAM,
-                    template="booking.cancelled_by_master",
-                    params={
-                        "master": booking.master_display_name,
-                        "service": booking.service_name,
-                        "when": when,
-                        "reason": reason,
-                    },
-                    dedup_key=f"booking:{booking.id}:cancelled",
+                _notice(
+                    booking.client_user_id,
+                    "booking.cancelled_by_master",
+                    to_client,
+                    dedup_key=dedup_key,
                 ),
             )
 
@@ -923,20 +927,10 @@ class BookingService:
             principal, "/switchboard.booking.v1.MasterService/ListDaysOff", call_id
         )
         first = _parse_date(start_date, "start_date") if start_date else self._today()
-        size = min(paging.page_size(page_size), 200)
-        cursor = paging.decode(page_token)
-        after: date | None = None
-        if cursor is not None:
-            try:
-                after = date.fromisoformat(str(cursor["d"]))
-            except (KeyError, ValueError):
-                raise paging.invalid_token(domain=D) from None
+        size = _page_size(page_size)
+        after = _after(page_token, lambda c: date.fromisoformat(str(c["d"])))
         days = await self._repo.list_days_off(master.id, first, after, size + 1)
-        token = ""
-        if len(days) > size:
-            days = days[:size]
-            token = paging.encode({"d": days[-1].day.isoformat()})
-        return days, token
+        return _page(days, size, lambda d: {"d": d.day.isoformat()})
 
     async def set_day_off(
         self, principal: Principal, day_text: str, note: str, call_id: str
