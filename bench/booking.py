@@ -34,10 +34,8 @@ import asyncio
 import contextlib
 import os
 import random
-import shutil
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -48,7 +46,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
-import uvloop
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from switchboard.booking.v1 import booking_pb2 as bpb
@@ -57,23 +54,21 @@ from switchboard.identity.v1 import identity_pb2 as id_pb
 from switchboard.identity.v1 import identity_pb2_grpc as id_grpc
 
 from bench import procstat
-from bench.load import Window, closed_loop, percentile, sequential
-from bench.run import log, machine, preflight, report
+from bench.clients import CHANNEL_OPTIONS, widget_login
+from bench.load import Window, WindowOptions, closed_loop, percentile, sequential
+from bench.run import (
+    add_output_arguments,
+    log,
+    machine,
+    run_on_platform,
+    scrape,
+    serve,
+    start_infra,
+)
 from server.booking import model
 from server.devstack.processes import ServerProcess
-from tests.support.stack import (
-    ROOT,
-    SUPER_ADMIN_TELEGRAM_ID,
-    Infra,
-    Secrets,
-    infra,
-    migrate,
-    server_env,
-    start_server,
-)
-from tests.support.telegram import signed_widget_payload
+from tests.support.stack import SUPER_ADMIN_TELEGRAM_ID, Infra, Secrets, server_env
 
-CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 P95_GOAL_MS = 10.0
 DAYS = 60
 MASTER_TELEGRAM_IDS = (730_000_001, 730_000_002)
@@ -119,43 +114,19 @@ class Platform:
 @contextlib.contextmanager
 def platform_up(workdir: Path) -> Iterator[Platform]:
     with contextlib.ExitStack() as stack:
-        log("starting PostgreSQL and Redis")
-        running = stack.enter_context(infra(workdir))
-        dsn = running.fresh_database("switchboard_booking")
-        migrate(dsn, workdir / "migrate.log")
+        running, dsn = start_infra(stack, workdir, "switchboard_booking")
         secrets = Secrets()
         env = server_env(dsn, running.redis.url, secrets)
         env["SWITCHBOARD_RATE_LIMIT_ENABLED"] = "false"
         log("starting the server")
-        server = start_server(env, workdir / "server.log")
-        stack.callback(server.terminate)
+        server = serve(stack, env, workdir / "server.log")
         yield Platform(running, server, secrets, env["SWITCHBOARD_METRICS_ADDR"])
-
-
-def scrape(metrics_addr: str, names: Sequence[str]) -> dict[str, float]:
-    """Unlabelled samples of the server's /metrics (Prometheus text format)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-    with opener.open(f"http://{metrics_addr}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in names:
-            found[name] = float(value)
-    return found
 
 
 async def login(
     channel: grpc.aio.Channel, bot_token: str, telegram_id: int
 ) -> id_pb.LoginWithTelegramWidgetResponse:
-    auth = id_grpc.AuthServiceStub(channel)
-    payload = signed_widget_payload(
-        bot_token, telegram_id, first_name=f"Bench{telegram_id % 10000}"
-    )
-    response: id_pb.LoginWithTelegramWidgetResponse = await auth.LoginWithTelegramWidget(
-        id_pb.LoginWithTelegramWidgetRequest(**payload), timeout=30
-    )
-    return response
+    return await widget_login(channel, bot_token, telegram_id, f"Bench{telegram_id % 10000}")
 
 
 # --- setup ---------------------------------------------------------------------------------------
@@ -526,11 +497,7 @@ async def contention(p: Platform, shop: Shop, opts: Options) -> list[dict[str, A
 
 # --- results -----------------------------------------------------------------------------------
 @dataclass
-class Options:
-    concurrency: int
-    warmup: float
-    window: float
-    rounds: int
+class Options(WindowOptions):
     clients: int
     contention_rounds: int
     fill: float
@@ -653,10 +620,7 @@ def table(r: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.booking", description=__doc__)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per target")
-    parser.add_argument("--window", type=float, default=5.0, help="seconds per target per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    WindowOptions.add_arguments(parser, warmup=2.0)
     parser.add_argument("--clients", type=int, default=100, help="contenders for one slot")
     parser.add_argument("--contention-rounds", type=int, default=3)
     parser.add_argument("--fill", type=float, default=0.6, help="share of slots booked per day")
@@ -665,15 +629,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--single-calls", type=int, default=500, help="one-at-a-time calls per target"
     )
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".build" / "bench-booking")
-    parser.add_argument("--json", type=Path, default=ROOT / ".build" / "bench-booking.json")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    add_output_arguments(parser, "bench-booking")
     args = parser.parse_args(argv)
     opts = Options(
-        concurrency=args.concurrency,
-        warmup=args.warmup,
-        window=args.window,
-        rounds=args.rounds,
+        **WindowOptions.from_args(args),
         clients=args.clients,
         contention_rounds=args.contention_rounds,
         fill=args.fill,
@@ -681,17 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         single_calls=args.single_calls,
     )
-    workdir: Path = args.workdir.resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    idle_load = preflight()
-    if idle_load > 0.2:
-        log(f"warning: {idle_load:.2f} cores already busy before the benchmark")
-    started = time.monotonic()
-    with platform_up(workdir) as p:
-        log(f"platform up in {time.monotonic() - started:.1f} s (logs in {workdir})")
-        result = uvloop.run(measure(p, opts))
-    return report(result, args, started=started, idle_load=idle_load, table=table(result))
+    return run_on_platform(args, platform_up, lambda p: measure(p, opts), table)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,22 @@ import httpx
 from switchboard.identity.v1 import identity_pb2 as pb
 from switchboard.identity.v1 import identity_pb2_grpc as pb_grpc
 
+from tests.support.telegram import signed_widget_payload
+
 REST_PATH = "/v1/auth/me"
 # grpc honours http_proxy/https_proxy even for loopback targets unless told not to.
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
+
+
+async def widget_login(
+    channel: grpc.aio.Channel, bot_token: str, telegram_id: int, first_name: str
+) -> pb.LoginWithTelegramWidgetResponse:
+    """A Telegram Login Widget login signed with the login bot's token: the server's answer."""
+    payload = signed_widget_payload(bot_token, telegram_id, first_name=first_name)
+    response: pb.LoginWithTelegramWidgetResponse = await pb_grpc.AuthServiceStub(
+        channel
+    ).LoginWithTelegramWidget(pb.LoginWithTelegramWidgetRequest(**payload), timeout=30)
+    return response
 
 
 class Caller(Protocol):

@@ -32,10 +32,8 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,28 +45,24 @@ import grpc
 import redis.asyncio as aioredis
 import uvloop
 from google.protobuf import timestamp_pb2
-from switchboard.identity.v1 import identity_pb2 as id_pb
-from switchboard.identity.v1 import identity_pb2_grpc as id_grpc
 from switchboard.rooms.v1 import rooms_pb2 as pb
 from switchboard.rooms.v1 import rooms_pb2_grpc as pb_grpc
 
 from bench import procstat
+from bench.clients import CHANNEL_OPTIONS, widget_login
 from bench.load import percentile
-from bench.run import log, machine, preflight, report
-from server.devstack.processes import ServerProcess
-from tests.support.stack import (
-    ROOT,
-    SUPER_ADMIN_TELEGRAM_ID,
-    Infra,
-    Secrets,
-    infra,
-    migrate,
-    server_env,
-    start_server,
+from bench.run import (
+    add_output_arguments,
+    log,
+    machine,
+    run_on_platform,
+    scrape,
+    serve,
+    start_infra,
 )
-from tests.support.telegram import signed_widget_payload
+from server.devstack.processes import ServerProcess
+from tests.support.stack import SUPER_ADMIN_TELEGRAM_ID, Infra, Secrets, server_env
 
-CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 P99_GOAL_MS = 100.0
 FLOOR_CHANNEL = "bench:fanout:floor"
 FIRST_TELEGRAM_ID = 710_000_001
@@ -284,25 +278,16 @@ FANOUT_COUNTERS = (
 
 def fanout_counters(metrics_addr: str) -> dict[str, float]:
     """The rooms fan-out counters of one replica (Prometheus text format)."""
-    url = f"http://{metrics_addr}/metrics"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-    with opener.open(url, timeout=5) as response:
-        text = response.read().decode()
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in FANOUT_COUNTERS:
-            found[name.removeprefix("rooms_").removesuffix("_total")] = float(value)
-    return found
+    return {
+        name.removeprefix("rooms_").removesuffix("_total"): value
+        for name, value in scrape(metrics_addr, FANOUT_COUNTERS).items()
+    }
 
 
 @contextlib.contextmanager
 def platform_up(workdir: Path, replicas: int = 2) -> Iterator[Platform]:
     with contextlib.ExitStack() as stack:
-        log("starting PostgreSQL and Redis")
-        running = stack.enter_context(infra(workdir))
-        dsn = running.fresh_database("switchboard_fanout")
-        migrate(dsn, workdir / "migrate.log")
+        running, dsn = start_infra(stack, workdir, "switchboard_fanout")
         secrets = Secrets()
         servers = []
         metrics_addrs = []
@@ -310,19 +295,14 @@ def platform_up(workdir: Path, replicas: int = 2) -> Iterator[Platform]:
             env = server_env(dsn, running.redis.url, secrets)
             env["SWITCHBOARD_RATE_LIMIT_ENABLED"] = "false"
             log(f"starting server replica {index}")
-            server = start_server(env, workdir / f"server-{index}.log")
-            stack.callback(server.terminate)
+            server = serve(stack, env, workdir / f"server-{index}.log")
             servers.append(server)
             metrics_addrs.append(env["SWITCHBOARD_METRICS_ADDR"])
         yield Platform(running, servers, secrets, metrics_addrs)
 
 
 async def login(channel: grpc.aio.Channel, bot_token: str, telegram_id: int) -> str:
-    auth = id_grpc.AuthServiceStub(channel)
-    payload = signed_widget_payload(bot_token, telegram_id, first_name=f"Fan{telegram_id % 1000}")
-    response = await auth.LoginWithTelegramWidget(
-        id_pb.LoginWithTelegramWidgetRequest(**payload), timeout=30
-    )
+    response = await widget_login(channel, bot_token, telegram_id, f"Fan{telegram_id % 1000}")
     return response.session.token
 
 
@@ -845,9 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how long to wait for stragglers after the last send (ends early when all arrived)",
     )
     parser.add_argument("--only", choices=["", "redis", "switchboard"], default="")
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".build" / "bench-fanout")
-    parser.add_argument("--json", type=Path, default=ROOT / ".build" / "bench-fanout.json")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    add_output_arguments(parser, "bench-fanout")
     args = parser.parse_args(argv)
     opts = Options(
         members=args.members,
@@ -857,15 +835,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain_timeout=args.drain_timeout,
         only=args.only,
     )
-    workdir: Path = args.workdir.resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    idle_load = preflight()
-    started = time.monotonic()
-    with platform_up(workdir, replicas=0 if opts.only == "redis" else 2) as p:
-        log(f"platform up in {time.monotonic() - started:.1f} s (logs in {workdir})")
-        result = uvloop.run(measure(p, opts))
-    return report(result, args, started=started, idle_load=idle_load, table=table(result))
+    replicas = 0 if opts.only == "redis" else 2
+    return run_on_platform(
+        args, lambda workdir: platform_up(workdir, replicas), lambda p: measure(p, opts), table
+    )
 
 
 if __name__ == "__main__":

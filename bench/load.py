@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import time
@@ -18,6 +19,39 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return math.nan
     rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+@dataclass
+class WindowOptions:
+    """Closed-loop windows of each target, interleaved: calls in flight, warm-up seconds per
+    target, seconds per target per round, rounds."""
+
+    concurrency: int
+    warmup: float
+    window: float
+    rounds: int
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, *, warmup: float, note: str = "") -> None:
+        """--concurrency, --warmup, --window and --rounds (``note`` ends their help)."""
+        parser.add_argument("--concurrency", type=int, default=32)
+        parser.add_argument(
+            "--warmup", type=float, default=warmup, help=f"seconds per target{note}"
+        )
+        parser.add_argument(
+            "--window", type=float, default=5.0, help=f"seconds per target per round{note}"
+        )
+        parser.add_argument("--rounds", type=int, default=3, help=f"rounds{note}")
+
+    @staticmethod
+    def from_args(args: argparse.Namespace) -> dict[str, Any]:
+        """The parsed arguments of :meth:`add_arguments`, as this class's fields."""
+        return {
+            "concurrency": args.concurrency,
+            "warmup": args.warmup,
+            "window": args.window,
+            "rounds": args.rounds,
+        }
 
 
 @dataclass

@@ -25,10 +25,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import uvloop
@@ -38,13 +39,15 @@ from switchboard.identity.v1 import identity_pb2_grpc as pb_grpc
 
 from bench import procstat
 from bench.clients import CHANNEL_OPTIONS, Caller, GrpcGetMe, HttpxGetMe, RawHttpGetMe
-from bench.load import Window, closed_loop, sequential
+from bench.load import Window, WindowOptions, closed_loop, sequential
 from gateway.envoy import Gateway, run_gateway
 from gateway.openapi import write_openapi
 from gateway.testing import ensure_image
 from server.devstack.processes import ServerProcess
 from tests.support.stack import ROOT, Infra, Secrets, infra, migrate, server_env, start_server
 from tests.support.telegram import signed_widget_payload
+
+P = TypeVar("P")
 
 THROUGHPUT_GOAL = 0.7  # real server req/s over echo req/s, at least
 LATENCY_GOAL = 1.3  # REST p50 over gRPC p50, at most
@@ -63,6 +66,36 @@ def log(message: str) -> None:
 
 
 # --- the platform ------------------------------------------------------------------------------
+def start_infra(stack: contextlib.ExitStack, workdir: Path, database: str) -> tuple[Infra, str]:
+    """Embedded PostgreSQL and Redis (stopped with ``stack``) and a fresh, migrated
+    ``database`` in them: the infra and the database's DSN."""
+    log("starting PostgreSQL and Redis")
+    running = stack.enter_context(infra(workdir))
+    dsn = running.fresh_database(database)
+    migrate(dsn, workdir / "migrate.log")
+    return running, dsn
+
+
+def serve(stack: contextlib.ExitStack, env: dict[str, str], log_path: Path) -> ServerProcess:
+    """A started server (terminated with ``stack``)."""
+    server = start_server(env, log_path)
+    stack.callback(server.terminate)
+    return server
+
+
+def scrape(metrics_addr: str, names: Sequence[str]) -> dict[str, float]:
+    """Unlabelled samples of a server's /metrics (Prometheus text format)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    with opener.open(f"http://{metrics_addr}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            found[name] = float(value)
+    return found
+
+
 @dataclass
 class Platform:
     infra: Infra
@@ -133,10 +166,7 @@ def platform_up(workdir: Path, with_quiet: bool) -> Iterator[Platform]:
     image = ensure_image(ROOT)
     openapi = write_openapi(image, workdir / "openapi.json")
     with contextlib.ExitStack() as stack:
-        log("starting PostgreSQL and Redis")
-        running = stack.enter_context(infra(workdir))
-        dsn = running.fresh_database("switchboard_bench")
-        migrate(dsn, workdir / "migrate.log")
+        running, dsn = start_infra(stack, workdir, "switchboard_bench")
         secrets = Secrets()
         env = server_env(dsn, running.redis.url, secrets)
         env["SWITCHBOARD_RATE_LIMITS"] = json.dumps(UNLIMITED)
@@ -144,15 +174,13 @@ def platform_up(workdir: Path, with_quiet: bool) -> Iterator[Platform]:
             "starting the server"
             + (" (twice: default logging, log level warning)" if with_quiet else "")
         )
-        server = start_server(env, workdir / "server.log")
-        stack.callback(server.terminate)
+        server = serve(stack, env, workdir / "server.log")
         quiet = None
         if with_quiet:
             quiet_env = server_env(dsn, running.redis.url, secrets)  # its own metrics port
             quiet_env["SWITCHBOARD_RATE_LIMITS"] = env["SWITCHBOARD_RATE_LIMITS"]
             quiet_env["SWITCHBOARD_LOG_LEVEL"] = "warning"
-            quiet = start_server(quiet_env, workdir / "server-quiet.log")
-            stack.callback(quiet.terminate)
+            quiet = serve(stack, quiet_env, workdir / "server-quiet.log")
         token, me = login(server.grpc_addr, secrets.login_bot_token)
         echo, echo_addr = stack.enter_context(echo_server(me, workdir / "echo.log"))
         host, _, port = server.grpc_addr.rpartition(":")
@@ -249,11 +277,7 @@ async def latency(
 
 
 @dataclass
-class Options:
-    concurrency: int
-    warmup: float
-    window: float
-    rounds: int
+class Options(WindowOptions):
     latency_seconds: float
     batch: int
     quiet: bool
@@ -507,6 +531,21 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """--workdir (.build/``name``), --json (.build/``name``.json) and --strict."""
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".build" / name)
+    parser.add_argument("--json", type=Path, default=ROOT / ".build" / f"{name}.json")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+
+
+def fresh_workdir(path: Path) -> Path:
+    """``path``, resolved, emptied of an earlier run's files."""
+    workdir = path.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
 def preflight(seconds: float = 1.0) -> float:
     """Cores busy on the machine before we start anything (other jobs skew every figure)."""
     busy0, total0 = procstat.machine_busy_seconds()
@@ -518,33 +557,21 @@ def preflight(seconds: float = 1.0) -> float:
 # --- entry point -------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds per target, (a)")
-    parser.add_argument(
-        "--window", type=float, default=5.0, help="seconds per target per round, (a)"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of (a)")
+    WindowOptions.add_arguments(parser, warmup=3.0, note=", (a)")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="duration of (b)")
     parser.add_argument("--batch", type=int, default=40, help="calls per batch, (b)")
     parser.add_argument(
         "--no-quiet", action="store_true", help="skip the SWITCHBOARD_LOG_LEVEL=warning server"
     )
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".build" / "bench")
-    parser.add_argument("--json", type=Path, default=ROOT / ".build" / "bench.json")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    add_output_arguments(parser, "bench")
     args = parser.parse_args(argv)
     opts = Options(
-        concurrency=args.concurrency,
-        warmup=args.warmup,
-        window=args.window,
-        rounds=args.rounds,
+        **WindowOptions.from_args(args),
         latency_seconds=args.latency_seconds,
         batch=args.batch,
         quiet=not args.no_quiet,
     )
-    workdir: Path = args.workdir.resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = fresh_workdir(args.workdir)
     idle_load = preflight()
     if idle_load > 0.2:
         log(
@@ -559,6 +586,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"envoy {p.gateway.proc.pid}, postgres {p.infra.postgres.pid})"
         )
         result = uvloop.run(measure(p, opts))
+    return report(result, args, started=started, idle_load=idle_load, table=table(result))
+
+
+def run_on_platform(
+    args: argparse.Namespace,
+    platform_up: Callable[[Path], contextlib.AbstractContextManager[P]],
+    measure: Callable[[P], Coroutine[Any, Any, dict[str, Any]]],
+    table: Callable[[dict[str, Any]], str],
+) -> int:
+    """A benchmark's run: a fresh ``args.workdir``, the platform up in it, ``measure`` on it
+    (uvloop), then :func:`report`."""
+    workdir = fresh_workdir(args.workdir)
+    idle_load = preflight()
+    if idle_load > 0.2:
+        log(f"warning: {idle_load:.2f} cores already busy before the benchmark")
+    started = time.monotonic()
+    with platform_up(workdir) as p:
+        log(f"platform up in {time.monotonic() - started:.1f} s (logs in {workdir})")
+        result = uvloop.run(measure(p))
     return report(result, args, started=started, idle_load=idle_load, table=table(result))
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from server.devstack.processes import ServerProcess
 from tests.support.api import Api, PatientSuperAdmin
+from tests.support.fake_telegram import FakeBotApi
 from tests.support.leaks import leaked
 from tests.support.stack import Infra, Secrets, infra, migrate, server_env, start_server
 
@@ -69,23 +71,54 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.fixture(scope="session")
-def platform(stack_infra: Infra, secrets: Secrets, workdir: Path) -> Iterator[Platform]:
-    dsn = stack_infra.fresh_database("switchboard_test")
-    migrate(dsn, workdir / "migrate.log")
-    env = server_env(dsn, stack_infra.redis.url, secrets)
-    log_path = workdir / "server.log"
-    server = start_server(env, log_path)
+@contextmanager
+def serve(
+    stack_infra: Infra,
+    secrets: Secrets,
+    workdir: Path,
+    database: str,
+    *,
+    logs: str = "",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Platform]:
+    """A fresh, migrated database ``database`` and a server on it (``env`` on top of the
+    test settings), terminated at the end. Logs: migrate{logs}.log and server{logs}.log."""
+    dsn = stack_infra.fresh_database(database)
+    migrate(dsn, workdir / f"migrate{logs}.log")
+    server_environ = {**server_env(dsn, stack_infra.redis.url, secrets), **(env or {})}
+    log_path = workdir / f"server{logs}.log"
+    server = start_server(server_environ, log_path)
     try:
-        yield Platform(stack_infra, secrets, dsn, env, server, log_path)
+        yield Platform(stack_infra, secrets, dsn, server_environ, server, log_path)
     finally:
         server.terminate()
 
 
-@pytest.fixture
-async def api(platform: Platform) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def connect(platform: Platform) -> AsyncIterator[Api]:
+    """The test client on a channel to ``platform``'s server (the super admin waits out its
+    read limit)."""
     patient = PatientSuperAdmin()
     async with grpc.aio.insecure_channel(
         platform.grpc_addr, options=[("grpc.enable_http_proxy", 0)], interceptors=[patient]
     ) as channel:
         yield Api(channel, platform.secrets, patient)
+
+
+@pytest.fixture(scope="session")
+def platform(stack_infra: Infra, secrets: Secrets, workdir: Path) -> Iterator[Platform]:
+    with serve(stack_infra, secrets, workdir, "switchboard_test") as running:
+        yield running
+
+
+@pytest.fixture
+async def api(platform: Platform) -> AsyncIterator[Api]:
+    async with connect(platform) as value:
+        yield value
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    """The fake Telegram Bot API (tests/support/fake_telegram.py), one per test."""
+    async with FakeBotApi() as api:
+        yield api

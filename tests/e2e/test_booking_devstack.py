@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,38 +20,18 @@ from switchboard.identity.v1 import identity_pb2 as ipb
 from switchboard.identity.v1 import identity_pb2_grpc as ipb_grpc
 
 from server.devstack import booking_seed
-from server.devstack.embedded import free_port
-from server.devstack.stack import DevSettings, DevStack
+from server.devstack.stack import DevStack
+from tests.support.devstack import dev_environ, dev_settings
 from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
 
 
-def _settings(data_dir: Path) -> DevSettings:
-    return DevSettings(
-        data_dir=data_dir,
-        build_dir=data_dir.parent / ".build",
-        pg_dsn=None,
-        redis_url=None,
-        pg_port=free_port(),
-        redis_port=free_port(),
-        grpc_addr=f"127.0.0.1:{free_port()}",
-        metrics_addr=f"127.0.0.1:{free_port()}",
-        http_addr=f"127.0.0.1:{free_port()}",
-        envoy_admin_port=free_port(),
-        cors_origins=None,
-        with_envoy=False,
-        startup_timeout=60.0,
-    )
-
-
-ENVIRON = {
-    "PATH": os.environ.get("PATH", ""),
-    "SWITCHBOARD_CONFIG_DIR": str(ROOT / "configs"),
-    "SWITCHBOARD_DEV_NO_WORKERS": "1",
+ENVIRON = dev_environ(
+    SWITCHBOARD_DEV_NO_WORKERS="1",
     # An operator's own super admins stay super admins; the seed admin is added.
-    "SWITCHBOARD_SUPER_ADMIN_TELEGRAM_IDS": "123456789",
-}
+    SWITCHBOARD_SUPER_ADMIN_TELEGRAM_IDS="123456789",
+)
 
 
 @pytest.fixture
@@ -94,9 +73,8 @@ async def _availability(
 
 @pytest.mark.usefixtures("booking_served")
 async def test_make_dev_seeds_two_masters_with_free_slots_once(tmp_path: Path) -> None:
-    data_dir = tmp_path / ".data"
     out = io.StringIO()
-    dev = DevStack(_settings(data_dir), environ=ENVIRON, out=out)
+    dev = DevStack(dev_settings(tmp_path, startup_timeout=60.0), environ=ENVIRON, out=out)
     try:
         await asyncio.to_thread(dev.start)
         assert dev.seeded is not None, out.getvalue()
@@ -128,7 +106,7 @@ async def test_make_dev_seeds_two_masters_with_free_slots_once(tmp_path: Path) -
 
     # A restart on the same data finds them too.
     out = io.StringIO()
-    second = DevStack(_settings(data_dir), environ=ENVIRON, out=out)
+    second = DevStack(dev_settings(tmp_path, startup_timeout=60.0), environ=ENVIRON, out=out)
     try:
         await asyncio.to_thread(second.start)
         assert second.seeded is not None, out.getvalue()

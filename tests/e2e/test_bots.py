@@ -6,11 +6,7 @@ child process, and the fake Bot API standing in for Telegram on both sides.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,77 +19,25 @@ from bots.runtime.app import BotApp
 from bots.settings import BotsSettings
 from tests.conftest import Platform
 from tests.support.api import Api, next_telegram_id
+from tests.support.bots import running_bots, running_dispatcher
 from tests.support.fake_telegram import FakeBotApi
-from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
-
-HAS_DISPATCHER = importlib.util.find_spec("workers.dispatcher.__main__") is not None
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    api = FakeBotApi()
-    await api.start()
-    try:
-        yield api
-    finally:
-        await api.stop()
 
 
 @pytest.fixture
 async def bots(platform: Platform, fake: FakeBotApi) -> AsyncIterator[BotApp]:
-    settings = BotsSettings(
-        server_addr=platform.grpc_addr, telegram_api_base=fake.base_url, bot_polling_timeout=1
-    )
-    environ = {
-        LOGIN.token_env: platform.secrets.login_bot_token,
-        LOGIN.service_token_env: platform.secrets.login_bot_service_token,
-    }
-    app = BotApp(settings, (LOGIN,), environ)
-    await app.start()
-    try:
+    async with running_bots(platform, fake, LOGIN) as app:
         yield app
-    finally:
-        await app.stop()
 
 
 @pytest.fixture
 def dispatcher(
     platform: Platform, fake: FakeBotApi, workdir: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    if not HAS_DISPATCHER:
-        pytest.skip("workers.dispatcher is not there yet")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "SWITCHBOARD_ENV": "test",
-        "SWITCHBOARD_CONFIG_DIR": str(ROOT / "configs"),
-        "SWITCHBOARD_SERVER_ADDR": platform.grpc_addr,
-        "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER": platform.secrets.dispatcher_token,
-        "SWITCHBOARD_LOGIN_BOT_TOKEN": platform.secrets.login_bot_token,
-        "SWITCHBOARD_NOTIFICATIONS_SENDER": "real",
-        "SWITCHBOARD_TELEGRAM_API_BASE": fake.base_url,
-        "SWITCHBOARD_DISPATCHER_REPORT_INTERVAL_S": "0.05",
-    }
-    with (workdir / "bots-dispatcher.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.dispatcher"],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    log_path = workdir / "bots-dispatcher.log"
+    with running_dispatcher(platform, fake.base_url, log_path, LOGIN) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 async def _say(fake: FakeBotApi, token: str, chat_id: int, text: str) -> str:

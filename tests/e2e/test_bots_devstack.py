@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,10 +19,9 @@ from switchboard.identity.v1 import channels_pb2_grpc as cpb_grpc
 from switchboard.identity.v1 import identity_pb2 as pb
 from switchboard.identity.v1 import identity_pb2_grpc as pb_grpc
 
-from server.devstack.embedded import free_port
-from server.devstack.stack import DevSettings, DevStack, worker_command
+from server.devstack.stack import DevStack, worker_command
+from tests.support.devstack import dev_environ, dev_settings
 from tests.support.fake_telegram import FakeBotApi
-from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -31,42 +29,16 @@ BOT_TOKEN = "424242:dev-stack-test-token-abcdefghijklmnop"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    api = FakeBotApi()
-    await api.start()
-    try:
-        yield api
-    finally:
-        await api.stop()
-
-
-@pytest.fixture
 async def dev(tmp_path: Path, fake: FakeBotApi) -> AsyncIterator[DevStack]:
     if worker_command("dispatcher") is None:
         pytest.skip("workers.dispatcher is not there yet")
-    settings = DevSettings(
-        data_dir=tmp_path / ".data",
-        build_dir=tmp_path / ".build",
-        pg_dsn=None,
-        redis_url=None,
-        pg_port=free_port(),
-        redis_port=free_port(),
-        grpc_addr=f"127.0.0.1:{free_port()}",
-        metrics_addr=f"127.0.0.1:{free_port()}",
-        http_addr=f"127.0.0.1:{free_port()}",
-        envoy_admin_port=free_port(),
-        cors_origins=None,
-        with_envoy=False,
-        startup_timeout=60.0,
+    settings = dev_settings(tmp_path, startup_timeout=60.0)
+    environ = dev_environ(
+        SWITCHBOARD_LOGIN_BOT_TOKEN=BOT_TOKEN,
+        SWITCHBOARD_LOGIN_BOT_USERNAME="dev_login_bot",
+        SWITCHBOARD_TELEGRAM_API_BASE=fake.base_url,
+        SWITCHBOARD_BOT_POLLING_TIMEOUT="1",
     )
-    environ = {
-        "PATH": os.environ.get("PATH", ""),
-        "SWITCHBOARD_CONFIG_DIR": str(ROOT / "configs"),
-        "SWITCHBOARD_LOGIN_BOT_TOKEN": BOT_TOKEN,
-        "SWITCHBOARD_LOGIN_BOT_USERNAME": "dev_login_bot",
-        "SWITCHBOARD_TELEGRAM_API_BASE": fake.base_url,
-        "SWITCHBOARD_BOT_POLLING_TIMEOUT": "1",
-    }
     stack = DevStack(settings, environ=environ, out=io.StringIO())
     try:
         await asyncio.to_thread(stack.start)

@@ -7,11 +7,8 @@ and greets the bound chat on the fake Bot API.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess  # nosec B404
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,11 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bots.login import SPEC as LOGIN
 from tests.conftest import Platform
 from tests.integration.identity.outbox import latest_code, queued
+from tests.support.bots import running_dispatcher
 from tests.support.fake_telegram import FakeBotApi
 from tests.support.smtp import SmtpCapture
-from tests.support.stack import ROOT
 
 
 async def test_email_login_over_rest(http: httpx.AsyncClient, platform: Platform) -> None:
@@ -121,52 +119,21 @@ class Delivery:
             raise AssertionError(f"the dispatcher exited ({self.proc.returncode}):\n{tail}")
 
 
-def _start_dispatcher(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        return subprocess.Popen(  # nosec B603
-            [sys.executable, "-m", "workers.dispatcher"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture
 async def delivery(platform: Platform, workdir: Path) -> AsyncIterator[Delivery]:
     """The real dispatcher (a child process) sending to a captured SMTP server and a fake Bot API."""
     smtp = SmtpCapture().start()
     telegram = await FakeBotApi().start()
     log_path = workdir / "dispatcher-identity-e2e.log"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "SWITCHBOARD_ENV": "test",
-        "SWITCHBOARD_CONFIG_DIR": str(ROOT / "configs"),
-        "SWITCHBOARD_SERVER_ADDR": platform.grpc_addr,
-        "SWITCHBOARD_SERVICE_TOKEN_DISPATCHER": platform.secrets.dispatcher_token,
-        "SWITCHBOARD_LOGIN_BOT_TOKEN": platform.secrets.login_bot_token,
-        "SWITCHBOARD_NOTIFICATIONS_SENDER": "real",
-        "SWITCHBOARD_TELEGRAM_API_BASE": telegram.base_url,
+    smtp_env = {
         "SWITCHBOARD_SMTP_HOST": smtp.host,
         "SWITCHBOARD_SMTP_PORT": str(smtp.port),
         "SWITCHBOARD_SMTP_TIMEOUT_S": "2",
-        "SWITCHBOARD_DISPATCHER_REPORT_INTERVAL_S": "0.05",
     }
-    proc = _start_dispatcher(env, log_path)
     try:
-        yield Delivery(smtp, telegram, log_path, proc)
+        with running_dispatcher(platform, telegram.base_url, log_path, LOGIN, **smtp_env) as proc:
+            yield Delivery(smtp, telegram, log_path, proc)
     finally:
-        _stop(proc)
         await telegram.stop()
         smtp.stop()
 

@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Platform
-from tests.support.stack import Infra, Secrets, migrate, server_env, start_server
+from tests.conftest import Platform, serve
+from tests.support.stack import Infra, Secrets
 
 
 @pytest.fixture(scope="package")
 def platform(stack_infra: Infra, secrets: Secrets, workdir: Path) -> Iterator[Platform]:
-    dsn = stack_infra.fresh_database("switchboard_booking")
-    migrate(dsn, workdir / "migrate-booking.log")
-    env = server_env(dsn, stack_infra.redis.url, secrets)
-    log_path = workdir / "server-booking.log"
-    server = start_server(env, log_path)
-    try:
-        yield Platform(stack_infra, secrets, dsn, env, server, log_path)
-    finally:
-        server.terminate()
+    with serve(stack_infra, secrets, workdir, "switchboard_booking", logs="-booking") as running:
+        yield running

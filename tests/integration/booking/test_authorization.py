@@ -7,9 +7,7 @@ the derived role: a user with an active master profile (also through a bot actin
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import grpc
 import pytest
@@ -19,10 +17,10 @@ from switchboard.identity.v1 import identity_pb2 as ipb
 
 from tests.conftest import Platform
 from tests.integration.booking.booking_support import Booking, audit, ts
-from tests.support.api import Api, Metadata, error_info, next_telegram_id
+from tests.support.api import Api, Metadata, next_telegram_id
+from tests.support.authz import DENIED, OK, UNAUTH, Call, outcomes
 from tests.support.stack import SUPER_ADMIN_TELEGRAM_ID
 
-OK, UNAUTH, DENIED = "ok", "unauthenticated", "denied"
 ANY_USER = {
     "anonymous": UNAUTH, "user": OK, "master": OK, "admin": OK, "super_admin": OK,
     "bot": DENIED, "bot_as_user": OK, "bot_as_master": OK, "worker": DENIED,
@@ -102,7 +100,7 @@ async def _callers(api: Api, platform: Platform) -> dict[str, Metadata]:
     }
 
 
-def _calls(shop: Booking) -> dict[str, Callable[[Metadata], Awaitable[Any]]]:
+def _calls(shop: Booking) -> dict[str, Call]:
     c, m, a = shop.client, shop.masters, shop.admin
     some = str(uuid.uuid4())
     long_ago = ts(datetime(2020, 1, 6, 10, tzinfo=UTC))
@@ -177,24 +175,11 @@ def _calls(shop: Booking) -> dict[str, Callable[[Metadata], Awaitable[Any]]]:
     }
 
 
-async def _outcome(call: Callable[[Metadata], Awaitable[Any]], md: Metadata) -> str:
-    try:
-        await call(md)
-    except grpc.aio.AioRpcError as exc:
-        reason = error_info(exc).reason
-        if exc.code() == grpc.StatusCode.UNAUTHENTICATED and reason == "UNAUTHENTICATED":
-            return UNAUTH
-        if exc.code() == grpc.StatusCode.PERMISSION_DENIED and reason == "ACCESS_DENIED":
-            return DENIED
-        # Anything else (MASTER_NOT_FOUND, SLOT_IN_PAST ...) got past authorization.
-    return OK
-
-
 async def test_booking_authorization_matrix(api: Api, platform: Platform) -> None:
     callers = await _callers(api, platform)
     calls = _calls(Booking(api))
     for rpc in sorted(EXPECTED):
-        got = {caller: await _outcome(calls[rpc], md) for caller, md in callers.items()}
+        got = await outcomes(calls[rpc], callers)
         assert got == EXPECTED[rpc], rpc
 
 

@@ -17,14 +17,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import grpc
 import pytest
 from switchboard.booking.v1 import booking_pb2 as pb
 
-from tests.conftest import Platform
+from tests.conftest import Platform, connect, serve
 from tests.integration.booking.booking_support import Booking, MasterUser, ts
-from tests.support.api import Api, PatientSuperAdmin, Session
-from tests.support.stack import Infra, Secrets, migrate, server_env, start_server
+from tests.support.api import Session
+from tests.support.stack import Infra, Secrets
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = timedelta(hours=1)
@@ -32,28 +31,20 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture(scope="module")
 def berlin(stack_infra: Infra, secrets: Secrets, workdir: Path) -> Iterator[Platform]:
-    dsn = stack_infra.fresh_database("switchboard_booking_berlin")
-    migrate(dsn, workdir / "migrate-booking-berlin.log")
     env = {
-        **server_env(dsn, stack_infra.redis.url, secrets),
         "SWITCHBOARD_BOOKING_TIME_ZONE": "Europe/Berlin",
         "SWITCHBOARD_BOOKING_COMPLETION_INTERVAL_S": "3600",
     }
-    log_path = workdir / "server-booking-berlin.log"
-    server = start_server(env, log_path)
-    try:
-        yield Platform(stack_infra, secrets, dsn, env, server, log_path)
-    finally:
-        server.terminate()
+    with serve(
+        stack_infra, secrets, workdir, "switchboard_booking_berlin", logs="-booking-berlin", env=env
+    ) as running:
+        yield running
 
 
 @pytest.fixture
 async def shop(berlin: Platform) -> AsyncIterator[Booking]:
-    patient = PatientSuperAdmin()
-    async with grpc.aio.insecure_channel(
-        berlin.grpc_addr, options=[("grpc.enable_http_proxy", 0)], interceptors=[patient]
-    ) as channel:
-        yield Booking(Api(channel, berlin.secrets, patient))
+    async with connect(berlin) as api:
+        yield Booking(api)
 
 
 def _midnight(day: date) -> datetime:

@@ -17,16 +17,6 @@ from tests.support.fake_telegram import FakeBotApi
 StartBots = Callable[..., Awaitable[BotApp]]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    api = FakeBotApi()
-    await api.start()
-    try:
-        yield api
-    finally:
-        await api.stop()
-
-
 def bot_environ(platform: Platform, **extra: str) -> dict[str, str]:
     return {
         LOGIN.token_env: platform.secrets.login_bot_token,

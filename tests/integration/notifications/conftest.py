@@ -323,12 +323,9 @@ def text(label: str) -> str:
 
 @pytest.fixture(scope="module")
 async def fake() -> AsyncIterator[FakeBotApi]:
-    api = FakeBotApi()
-    await api.start()
-    try:
+    """One fake Bot API for the module (overrides the per-test one of tests/conftest.py)."""
+    async with FakeBotApi() as api:
         yield api
-    finally:
-        await api.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ Written out by hand, so a policy changed by mistake in a .proto file fails here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import grpc
 import pytest
@@ -18,10 +16,10 @@ from switchboard.rooms.v1 import rooms_pb2 as pb
 from tests.conftest import Platform
 from tests.integration.rooms.rooms_support import Rooms
 from tests.support.api import Api, Metadata, error_info, next_telegram_id
+from tests.support.authz import DENIED, OK, UNAUTH, Call, outcomes
 from tests.support.stack import SUPER_ADMIN_TELEGRAM_ID
 
 CALLERS = ["anonymous", "user", "admin", "super_admin", "bot", "bot_as_user", "worker"]
-OK, UNAUTH, DENIED = "ok", "unauthenticated", "denied"
 ANY_USER = {
     "anonymous": UNAUTH, "user": OK, "admin": OK, "super_admin": OK,
     "bot": DENIED, "bot_as_user": OK, "worker": DENIED,
@@ -89,7 +87,7 @@ async def _callers(api: Api, platform: Platform) -> dict[str, Metadata]:
     }
 
 
-def _calls(rooms: Rooms) -> dict[str, Callable[[Metadata], Awaitable[Any]]]:
+def _calls(rooms: Rooms) -> dict[str, Call]:
     r, c = rooms.rooms, rooms.calls
     room, call, peer = (str(uuid.uuid4()) for _ in range(3))
 
@@ -150,24 +148,11 @@ def _calls(rooms: Rooms) -> dict[str, Callable[[Metadata], Awaitable[Any]]]:
     }
 
 
-async def _outcome(call: Callable[[Metadata], Awaitable[Any]], md: Metadata) -> str:
-    try:
-        await call(md)
-    except grpc.aio.AioRpcError as exc:
-        reason = error_info(exc).reason
-        if exc.code() == grpc.StatusCode.UNAUTHENTICATED and reason == "UNAUTHENTICATED":
-            return UNAUTH
-        if exc.code() == grpc.StatusCode.PERMISSION_DENIED and reason == "ACCESS_DENIED":
-            return DENIED
-        # Anything else (ROOM_NOT_FOUND ...) got past authorization to the handler.
-    return OK
-
-
 async def test_rooms_authorization_matrix(api: Api, platform: Platform) -> None:
     callers = await _callers(api, platform)
     calls = _calls(Rooms(api))
     for rpc in sorted(EXPECTED):
-        got = {caller: await _outcome(calls[rpc], md) for caller, md in callers.items()}
+        got = await outcomes(calls[rpc], callers)
         assert got == EXPECTED[rpc], rpc
 
 

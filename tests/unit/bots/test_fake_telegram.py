@@ -21,16 +21,6 @@ TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    api = FakeBotApi()
-    await api.start()
-    try:
-        yield api
-    finally:
-        await api.stop()
-
-
-@pytest.fixture
 async def bot(fake: FakeBotApi) -> AsyncIterator[Bot]:
     session = AiohttpSession(api=TelegramAPIServer.from_base(fake.base_url, is_local=True))
     value = Bot(TOKEN, session=session)

@@ -11,8 +11,8 @@ import pytest
 
 from server.devstack import booking_seed
 from server.devstack.booking_seed import SeededMaster, super_admin_ids
-from server.devstack.embedded import free_port
 from server.devstack.stack import DevSettings, DevStack
+from tests.support.devstack import dev_settings
 
 HERE = Path(__file__).parent
 FAKE_SERVER = [sys.executable, str(HERE / "fake_server.py")]
@@ -25,20 +25,9 @@ MASTERS = [
 
 
 def _settings(tmp_path: Path) -> DevSettings:
-    return DevSettings(
-        data_dir=tmp_path / ".data",
-        build_dir=tmp_path / ".build",
-        pg_dsn="postgresql://127.0.0.1:1/unused",  # external: nothing embedded is started
-        redis_url="redis://127.0.0.1:1/0",
-        pg_port=free_port(),
-        redis_port=free_port(),
-        grpc_addr=f"127.0.0.1:{free_port()}",
-        metrics_addr=f"127.0.0.1:{free_port()}",
-        http_addr=f"127.0.0.1:{free_port()}",
-        envoy_admin_port=free_port(),
-        cors_origins=None,
-        with_envoy=False,
-        startup_timeout=30.0,
+    # external: nothing embedded is started
+    return dev_settings(
+        tmp_path, pg_dsn="postgresql://127.0.0.1:1/unused", redis_url="redis://127.0.0.1:1/0"
     )
 
 

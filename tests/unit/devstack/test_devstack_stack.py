@@ -17,6 +17,7 @@ from server.devstack._util import can_connect
 from server.devstack.embedded import free_port
 from server.devstack.processes import check_health
 from server.devstack.stack import DevSettings, DevStack, StackError
+from tests.support.devstack import dev_settings
 
 HERE = Path(__file__).parent
 FAKE_SERVER = [sys.executable, str(HERE / "fake_server.py")]
@@ -79,21 +80,7 @@ def _settings(tmp_path: Path, *, with_envoy: bool = True) -> DevSettings:
     build = tmp_path / ".build"
     build.mkdir(exist_ok=True)
     (build / "switchboard.binpb").write_bytes(b"")
-    return DevSettings(
-        data_dir=tmp_path / ".data",
-        build_dir=build,
-        pg_dsn=None,
-        redis_url=None,
-        pg_port=free_port(),
-        redis_port=free_port(),
-        grpc_addr=f"127.0.0.1:{free_port()}",
-        metrics_addr=f"127.0.0.1:{free_port()}",
-        http_addr=f"127.0.0.1:{free_port()}",
-        envoy_admin_port=free_port(),
-        cors_origins=["http://localhost:5173"],
-        with_envoy=with_envoy,
-        startup_timeout=30.0,
-    )
+    return dev_settings(tmp_path, cors_origins=["http://localhost:5173"], with_envoy=with_envoy)
 
 
 def test_settings_from_env(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bots.registry import BOTS
 from server.config import ServicePrincipalConfig
-from server.devstack.embedded import free_port
-from server.devstack.stack import DEV_PRINCIPALS, DevSettings, DevStack, worker_command
+from server.devstack.stack import DEV_PRINCIPALS, DevStack, worker_command
+from tests.support.devstack import dev_settings
 
 HERE = Path(__file__).parent
 FAKE_SERVER = [sys.executable, str(HERE / "fake_server.py")]
@@ -24,24 +24,6 @@ NOOP = [sys.executable, "-c", "print('migrated')"]
 
 def _worker(name: str) -> list[str]:
     return [sys.executable, str(HERE / "fake_worker.py"), name]
-
-
-def _settings(tmp_path: Path) -> DevSettings:
-    return DevSettings(
-        data_dir=tmp_path / ".data",
-        build_dir=tmp_path / ".build",
-        pg_dsn=None,
-        redis_url=None,
-        pg_port=free_port(),
-        redis_port=free_port(),
-        grpc_addr=f"127.0.0.1:{free_port()}",
-        metrics_addr=f"127.0.0.1:{free_port()}",
-        http_addr=f"127.0.0.1:{free_port()}",
-        envoy_admin_port=free_port(),
-        cors_origins=None,
-        with_envoy=False,
-        startup_timeout=30.0,
-    )
 
 
 def _wait_file(path: Path, timeout: float = 20.0) -> dict[str, str]:
@@ -64,7 +46,7 @@ def test_helpers() -> None:
 
 
 def test_a_data_key_from_the_environment_is_used_and_none_generated(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
+    settings = dev_settings(tmp_path)
     given = DevStack(settings, environ={"SWITCHBOARD_DATA_KEY": "from-env"}, out=io.StringIO())
     assert given.server_env()["SWITCHBOARD_DATA_KEY"] == "from-env"
     assert not (settings.data_dir / "data_key").exists()
@@ -76,7 +58,7 @@ def test_a_data_key_from_the_environment_is_used_and_none_generated(tmp_path: Pa
 
 
 def test_workers_start_with_the_dev_service_tokens_and_stop(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
+    settings = dev_settings(tmp_path)
     outdir = tmp_path / "workers"
     outdir.mkdir()
     environ = {
@@ -142,7 +124,7 @@ def test_workers_start_with_the_dev_service_tokens_and_stop(tmp_path: Path) -> N
 
 
 def test_bots_need_a_token_and_workers_can_be_disabled(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
+    settings = dev_settings(tmp_path)
     outdir = tmp_path / "workers"
     outdir.mkdir()
     base = {"PATH": os.environ.get("PATH", ""), "FAKE_WORKER_OUT": str(outdir)}

@@ -26,7 +26,7 @@ from tests.integration.bots.booking.chat import (
 )
 from tests.integration.bots.conftest import StartBots
 from tests.support.api import Api, next_telegram_id
-from tests.support.fake_telegram import FakeBotApi
+from tests.support.fake_telegram import Call, FakeBotApi
 
 
 @pytest.fixture
@@ -186,10 +186,17 @@ async def test_manual_booking_is_made_once(
         "Услуга: Борода (60 мин)"
     )
     data = confirm.data("✅ Подтвердить")
-    mark, _ = await chat.press_raw(confirm.message_id, data)
-    await chat.press_raw(confirm.message_id, data)
+    mark, first = await chat.press_raw(confirm.message_id, data)
+    _, second = await chat.press_raw(confirm.message_id, data)
     done = await chat.wait(mark, lambda text: text.startswith("Ручная запись создана"))
     assert "Клиент: Пётр Иванов" in done.text
+    # Both taps are answered (after their edits), so no late edit is mistaken for a reply below.
+    for query_id in (first, second):
+
+        def answers(call: Call, query_id: str = query_id) -> bool:
+            return call.params.get("callback_query_id") == query_id
+
+        await fake.wait_for_call("answerCallbackQuery", answers, since=mark)
 
     listed = await stub(api).ListBookings(
         pb.ListBookingsRequest(view=pb.BOOKING_VIEW_MASTER), metadata=as_user(api, master_tg)
